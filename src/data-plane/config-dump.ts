@@ -1,0 +1,31 @@
+/** Envoy's /config_dump: the bootstrap, static clusters and listeners as envoy.admin.v3 dumps, in Envoy's JSON. */
+import { packAny } from '../xds/any.ts';
+import { encodeProtoJson } from '../xds/proto-json.ts';
+import { lookupMessage } from '../xds/protos.ts';
+import type { ProxyServer } from './server.ts';
+
+const T = 'type.googleapis.com/';
+
+export function configDump(server: ProxyServer, opts: { resource?: string; mask?: string; includeEds: boolean }): unknown {
+  const dumps: [string, object][] = [
+    ['envoy.admin.v3.BootstrapConfigDump', { bootstrap: server.bootstrap }],
+    [
+      'envoy.admin.v3.ClustersConfigDump',
+      { static_clusters: [...server.clusters.all()].filter((c) => !c.addedViaApi).map((c) => ({ cluster: packAny(T + 'envoy.config.cluster.v3.Cluster', c.config) })) },
+    ],
+    [
+      'envoy.admin.v3.ListenersConfigDump',
+      { static_listeners: server.listeners.map((l) => ({ listener: packAny(T + 'envoy.config.listener.v3.Listener', l.config) })) },
+    ],
+  ];
+  const configs = dumps.map(([name, obj]) => packAny(T + name, obj));
+  const json = encodeProtoJson(lookupMessage('envoy.admin.v3.ConfigDump')!, { configs }) as { configs?: Record<string, unknown>[] };
+  if (opts.resource === undefined) return json;
+  // ?resource=static_clusters etc.: the entries of that repeated field from whichever dump has it.
+  const out: unknown[] = [];
+  for (const d of json.configs ?? []) {
+    const v = d[opts.resource];
+    if (Array.isArray(v)) out.push(...v);
+  }
+  return { configs: out };
+}

@@ -1,0 +1,219 @@
+/**
+ * HTTP/2 server side, on node:http2 (nghttp2). Sockets accepted by our listener are handed to one
+ * shared Http2Server per HTTP connection manager with `emit('connection')`, so protocol detection,
+ * TLS termination and filter-chain selection stay ours.
+ */
+import http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream } from '../stream.ts';
+import { fromH2Object, fromH2Raw, stripForH2, toH2Headers } from './convert.ts';
+
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+function noop(): void {}
+function noopData(_c: Buffer): void {}
+function noopEnd(_t: string[] | null): void {}
+function noopReset(_r: ResetReason): void {}
+
+export interface H2ServerOptions {
+  maxConcurrentStreams: number;
+  /** Header list size cap (SETTINGS_MAX_HEADER_LIST_SIZE), bytes. */
+  maxHeaderListSize: number;
+  maxHeadersCount: number;
+  initialStreamWindowSize: number;
+  /** Called per stream; the callee sets callbacks synchronously. */
+  onStream: (stream: ServerStream) => void;
+  onSession: (session: http2.ServerHttp2Session, conn: DownstreamConnectionInfo) => void;
+  onSessionClose: (session: http2.ServerHttp2Session) => void;
+  onProtocolError: (what: string) => void;
+}
+
+const kConn = Symbol('sloop.conn');
+type SessionWithConn = http2.ServerHttp2Session & { [kConn]?: DownstreamConnectionInfo };
+
+class H2ServerStream implements ServerStream {
+  readonly head: RequestHead;
+  readonly conn: DownstreamConnectionInfo;
+  onData: (chunk: Buffer) => void = noopData;
+  onEnd: (trailers: string[] | null) => void = noopEnd;
+  onReset: (reason: ResetReason) => void = noopReset;
+  onWritable: () => void = noop;
+  responseStarted = false;
+  private done = false;
+  private trailers: string[] | null = null;
+  private reqTrailers: string[] | null = null;
+  private readonly s: http2.ServerHttp2Stream;
+
+  constructor(s: http2.ServerHttp2Stream, head: RequestHead, conn: DownstreamConnectionInfo, endStream: boolean) {
+    this.s = s;
+    this.head = head;
+    this.conn = conn;
+    s.on('data', (c: Buffer) => this.onData(c));
+    s.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      this.reqTrailers = fromH2Object(t);
+    });
+    s.on('end', () => this.onEnd(this.reqTrailers));
+    s.on('drain', () => this.onWritable());
+    s.on('wantTrailers', () => {
+      const t = this.trailers;
+      this.trailers = null;
+      s.sendTrailers(t === null ? {} : toH2Headers({}, t));
+    });
+    s.on('close', () => {
+      if (!this.done) {
+        this.done = true;
+        this.onReset('remote-reset');
+      }
+    });
+    s.on('error', noop);
+    if (endStream) {
+      // No body: the 'end' event still fires once the readable side is consumed.
+      s.resume();
+    }
+  }
+
+  respond(status: number, headers: string[], endStream: boolean): void {
+    if (this.responseStarted || this.s.destroyed) return;
+    if (status >= 100 && status < 200) {
+      if (status === 101) return;
+      this.s.additionalHeaders(toH2Headers({ ':status': status }, headersForH2(headers)));
+      return;
+    }
+    this.responseStarted = true;
+    const obj = toH2Headers({ ':status': status }, headersForH2(headers));
+    try {
+      this.s.respond(obj, { endStream, waitForTrailers: !endStream });
+    } catch {
+      this.reset();
+      return;
+    }
+    if (endStream) this.done = true;
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.done || this.s.destroyed) return true;
+    return this.s.write(chunk);
+  }
+
+  end(trailers: string[] | null): void {
+    if (this.done || this.s.destroyed) return;
+    if (!this.responseStarted) this.respond(200, [], false);
+    this.done = true;
+    if (trailers !== null && trailers.length > 0) this.trailers = headersForH2(trailers);
+    this.s.end();
+  }
+
+  reset(): void {
+    if (this.s.destroyed) return;
+    this.done = true;
+    this.s.close(NGHTTP2_INTERNAL_ERROR);
+  }
+
+  pauseRequest(): void {
+    this.s.pause();
+  }
+
+  resumeRequest(): void {
+    this.s.resume();
+  }
+
+  closeAfterResponse(): void {
+    const sess = this.s.session;
+    if (sess && !sess.closed) sess.goaway();
+  }
+}
+
+function headersForH2(h: string[]): string[] {
+  stripForH2(h);
+  return h;
+}
+
+/** One per HTTP connection manager: owns the nghttp2 server object and turns streams into ServerStreams. */
+export class H2ServerCodec {
+  private readonly server: http2.Http2Server;
+  private readonly opts: H2ServerOptions;
+  readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(opts: H2ServerOptions) {
+    this.opts = opts;
+    this.server = http2.createServer({
+      settings: {
+        maxConcurrentStreams: opts.maxConcurrentStreams,
+        maxHeaderListSize: opts.maxHeaderListSize,
+        initialWindowSize: opts.initialStreamWindowSize,
+        enableConnectProtocol: true,
+      },
+      maxHeaderListPairs: opts.maxHeadersCount + 8,
+      maxSessionMemory: 64,
+      // RELIABILITY rows 9/12/13: bounded invalid frames and rejected streams per session.
+      maxSessionInvalidFrames: 1000,
+      maxSessionRejectedStreams: 100,
+      unknownProtocolTimeout: 10000,
+    });
+    this.server.on('session', (session: SessionWithConn) => {
+      this.sessions.add(session);
+      session.on('close', () => {
+        this.sessions.delete(session);
+        this.opts.onSessionClose(session);
+      });
+      session.on('error', () => this.opts.onProtocolError('session-error'));
+      session.on('frameError', () => this.opts.onProtocolError('frame-error'));
+    });
+    this.server.on('stream', (s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]) =>
+      this.onStream(s, headers, flags, raw),
+    );
+    this.server.on('sessionError', () => this.opts.onProtocolError('session-error'));
+  }
+
+  /** Starts HTTP/2 on an accepted (possibly TLS) socket. `head` holds bytes already read from it. */
+  accept(socket: Socket, conn: DownstreamConnectionInfo, head: Buffer): void {
+    if (head.length > 0) socket.unshift(head);
+    this.server.once('session', (session: SessionWithConn) => {
+      session[kConn] = conn;
+      this.opts.onSession(session, conn);
+    });
+    this.server.emit('connection', socket);
+  }
+
+  private onStream(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]): void {
+    const session = s.session as SessionWithConn | undefined;
+    const conn = session?.[kConn];
+    if (conn === undefined) {
+      s.close(NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const method = String(headers[':method'] ?? '');
+    const protocol = headers[':protocol'];
+    const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    const h = fromH2Raw(raw);
+    let contentLength = -1;
+    for (let i = 0; i < h.length; i += 2) {
+      if (h[i] === 'content-length') {
+        contentLength = Number(h[i + 1]);
+        break;
+      }
+    }
+    const head: RequestHead = {
+      method,
+      path: String(headers[':path'] ?? ''),
+      authority: String(headers[':authority'] ?? headers.host ?? ''),
+      scheme: String(headers[':scheme'] ?? 'http'),
+      headers: h,
+      protocol: 'HTTP/2',
+      contentLength: endStream ? 0 : contentLength,
+      hasBody: !endStream,
+      // RFC 8441 extended CONNECT carries WebSocket over h2.
+      upgrade: method === 'CONNECT' ? (typeof protocol === 'string' ? protocol.toLowerCase() : 'connect') : '',
+    };
+    this.opts.onStream(new H2ServerStream(s, head, conn, endStream));
+  }
+
+  /** Graceful drain: GOAWAY on every session; streams in flight finish. */
+  drain(): void {
+    for (const s of this.sessions) if (!s.closed) s.close();
+  }
+
+  destroyAll(): void {
+    for (const s of this.sessions) s.destroy();
+  }
+}

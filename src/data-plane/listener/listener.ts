@@ -1,0 +1,312 @@
+/**
+ * One Envoy Listener at run time: accepts connections on its address, runs the listener filters
+ * (tls_inspector, http_inspector: peek without consuming), picks a filter chain with Envoy's matching
+ * rules, terminates TLS if the chain has a DownstreamTlsContext, and hands the connection to the
+ * chain's terminal network filter (tcp_proxy or http_connection_manager).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Listener__Output } from '../../xds/gen/envoy/config/listener/v3/Listener.ts';
+import type { FilterChain__Output } from '../../xds/gen/envoy/config/listener/v3/FilterChain.ts';
+import type { DownstreamTlsContext__Output } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/DownstreamTlsContext.ts';
+import { unpackAny } from '../../xds/any.ts';
+import { ConfigError, SloopError, type Diagnostic } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import { compileFilterChains, type FilterChainSelector, type ConnectionInfo } from './filter-chain-match.ts';
+import { inspectTls } from './tls-inspector.ts';
+import { inspectHttp } from './http-inspector.ts';
+import { createDownstreamTls, type DownstreamTls } from '../tls/context.ts';
+import { resolveDataSource } from '../data-source.ts';
+import type { NetworkFilter } from './network-filter.ts';
+import type { DownstreamConnectionInfo } from '../http/stream.ts';
+import type { Counter, Gauge, StatsStore } from '../stats/store.ts';
+import { durationMs } from '../duration.ts';
+
+export const TLS_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
+export const HTTP_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector';
+export const ORIGINAL_DST = 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst';
+const DOWNSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
+const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
+
+/** Builds the terminal network filter of a chain; throws ConfigError with paths relative to the filter. */
+export type NetworkFilterFactory = (filter: FilterChain__Output['filters'][number], path: string) => NetworkFilter;
+
+interface CompiledChain {
+  tls: DownstreamTls | undefined;
+  filter: NetworkFilter;
+}
+
+export interface ListenerStats {
+  downstream_cx_total: Counter;
+  downstream_cx_destroy: Counter;
+  downstream_cx_active: Gauge;
+  no_filter_chain_match: Counter;
+  downstream_listener_filter_error: Counter;
+  downstream_pre_cx_timeout: Counter;
+  downstream_cx_overflow: Counter;
+}
+
+/** Resolves a port-0 or named listener address to what net.listen takes. */
+export function listenerAddress(l: Listener__Output): { host: string; port: number } {
+  const sa = l.address?.socket_address;
+  if (!sa) throw new SloopError('SLOOP_ERR_CONFIG_UNSUPPORTED', `listener ${l.name}: only socket_address listeners are supported`);
+  return { host: sa.address, port: sa.port_value ?? 0 };
+}
+
+export class ListenerRuntime {
+  readonly name: string;
+  readonly config: Listener__Output;
+  private readonly selector: FilterChainSelector;
+  private readonly chains = new Map<FilterChain__Output, CompiledChain>();
+  private readonly server: net.Server;
+  private readonly log: Logger;
+  private readonly stats: ListenerStats;
+  private readonly useTlsInspector: boolean;
+  private readonly useHttpInspector: boolean;
+  private readonly filtersTimeoutMs: number;
+  private readonly continueOnTimeout: boolean;
+  private readonly sockets = new Set<net.Socket>();
+  private boundPort = 0;
+  private draining = false;
+
+  /** Validates and compiles everything; throws ConfigError (paths relative to the listener). */
+  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string) {
+    this.name = config.name;
+    this.config = config;
+    this.log = log.child({ listener: config.name });
+    listenerAddress(config);
+    const diags: Diagnostic[] = [];
+    this.selector = compileFilterChains(config);
+    let tlsInsp = false;
+    let httpInsp = false;
+    config.listener_filters.forEach((f, i) => {
+      const url = f.typed_config?.type_url ?? '';
+      if (url === TLS_INSPECTOR) tlsInsp = true;
+      else if (url === HTTP_INSPECTOR) httpInsp = true;
+      else if (url === ORIGINAL_DST) {
+        // Original destination is read per connection where available (see docs/architecture.md).
+      } else {
+        diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `listener_filters[${i}].typed_config`, message: `unsupported listener filter ${JSON.stringify(url || f.name)}` });
+      }
+    });
+    // Envoy adds the TLS inspector on its own when a chain needs SNI/ALPN/transport_protocol.
+    this.useTlsInspector = tlsInsp || this.selector.needsTlsInspection;
+    this.useHttpInspector = httpInsp || this.selector.needsHttpInspection;
+    this.filtersTimeoutMs = durationMs(config.listener_filters_timeout, 15000);
+    this.continueOnTimeout = config.continue_on_listener_filters_timeout;
+    const all = [...config.filter_chains.map((c, i) => [c, `filter_chains[${i}]`] as const)];
+    if (config.default_filter_chain) all.push([config.default_filter_chain, 'default_filter_chain']);
+    for (const [chain, path] of all) {
+      try {
+        this.chains.set(chain, this.compileChain(chain, path, makeFilter, baseDir));
+      } catch (err) {
+        if (err instanceof ConfigError) diags.push(...err.diagnostics);
+        else throw err;
+      }
+    }
+    if (diags.length > 0) throw new ConfigError(diags, `listener ${config.name}`);
+    const addr = listenerAddress(config);
+    const scope = store.scope(`listener.${addr.host}_${addr.port}`);
+    this.stats = {
+      downstream_cx_total: scope.counter('downstream_cx_total'),
+      downstream_cx_destroy: scope.counter('downstream_cx_destroy'),
+      downstream_cx_active: scope.gauge('downstream_cx_active'),
+      no_filter_chain_match: scope.counter('no_filter_chain_match'),
+      downstream_listener_filter_error: scope.counter('downstream_listener_filter_error'),
+      downstream_pre_cx_timeout: scope.counter('downstream_pre_cx_timeout'),
+      downstream_cx_overflow: scope.counter('downstream_cx_overflow'),
+    };
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.onAccept(s));
+    this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
+  }
+
+  private compileChain(chain: FilterChain__Output, path: string, makeFilter: NetworkFilterFactory, baseDir: string): CompiledChain {
+    const diags: Diagnostic[] = [];
+    let downTls: DownstreamTls | undefined;
+    const ts = chain.transport_socket;
+    if (ts?.typed_config) {
+      if (ts.typed_config.type_url === DOWNSTREAM_TLS) {
+        try {
+          downTls = createDownstreamTls(unpackAny<DownstreamTlsContext__Output>(ts.typed_config), (ds) => resolveDataSource(ds, baseDir));
+        } catch (err) {
+          if (err instanceof ConfigError) for (const d of err.diagnostics) diags.push({ ...d, path: `${path}.transport_socket.typed_config.${d.path}` });
+          else throw err;
+        }
+      } else if (ts.typed_config.type_url !== RAW_BUFFER) {
+        diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `${path}.transport_socket.typed_config`, message: `unsupported transport socket ${JSON.stringify(ts.typed_config.type_url)}` });
+      }
+    }
+    const filters = chain.filters;
+    if (filters.length === 0) diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path: `${path}.filters`, message: 'a filter chain needs a terminal network filter (tcp_proxy or http_connection_manager)' });
+    let filter: NetworkFilter | undefined;
+    filters.forEach((f, i) => {
+      try {
+        // Only the last filter is terminal; earlier ones would be non-terminal filters (rbac, …) that arrive later.
+        if (i === filters.length - 1) filter = makeFilter(f, `${path}.filters[${i}]`);
+        else diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `${path}.filters[${i}]`, message: `unsupported non-terminal network filter ${JSON.stringify(f.typed_config?.type_url ?? f.name)}` });
+      } catch (err) {
+        if (err instanceof ConfigError) diags.push(...err.diagnostics);
+        else throw err;
+      }
+    });
+    if (diags.length > 0 || filter === undefined) throw new ConfigError(diags, `filter chain ${path}`);
+    return { tls: downTls, filter };
+  }
+
+  async listen(): Promise<number> {
+    const { host, port } = listenerAddress(this.config);
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (err: Error): void => reject(new SloopError('SLOOP_ERR_PROXY_LISTEN_FAILED', `listener ${this.name}: cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
+      this.server.once('error', onErr);
+      this.server.listen({ host, port, backlog: 1024 }, () => {
+        this.server.removeListener('error', onErr);
+        resolve();
+      });
+    });
+    this.boundPort = (this.server.address() as net.AddressInfo).port;
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  private onAccept(socket: net.Socket): void {
+    this.stats.downstream_cx_total.inc();
+    this.stats.downstream_cx_active.inc();
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.stats.downstream_cx_active.dec();
+      this.stats.downstream_cx_destroy.inc();
+    });
+    socket.on('error', noop);
+    if (!this.useTlsInspector && !this.useHttpInspector) {
+      this.dispatch(socket, EMPTY, undefined, []);
+      return;
+    }
+    // Listener filters peek: read until every inspector has decided, then hand the bytes on.
+    let buf = EMPTY;
+    const timer = setTimeout(() => {
+      this.stats.downstream_pre_cx_timeout.inc();
+      socket.removeListener('data', onData);
+      if (this.continueOnTimeout) this.dispatch(socket, buf, undefined, []);
+      else socket.destroy();
+    }, this.filtersTimeoutMs);
+    const onData = (d: Buffer): void => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      let sni: string | undefined;
+      let protos: string[] = [];
+      let isTls = false;
+      if (this.useTlsInspector) {
+        const r = inspectTls(buf);
+        if (r.state === 'need-more') return;
+        if (r.state === 'tls') {
+          isTls = true;
+          sni = r.serverName;
+          protos = r.alpn;
+        }
+      }
+      if (!isTls && this.useHttpInspector) {
+        const r = inspectHttp(buf);
+        if (r === 'need-more') return;
+        if (r !== 'unknown') protos = [r];
+      }
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.pause();
+      this.dispatch(socket, buf, isTls ? 'tls' : 'raw_buffer', protos, sni);
+    };
+    socket.on('data', onData);
+    socket.once('end', () => {
+      clearTimeout(timer);
+      socket.destroy();
+    });
+  }
+
+  private dispatch(socket: net.Socket, head: Buffer, transport: string | undefined, protos: string[], sni?: string): void {
+    socket.removeAllListeners('end');
+    const localAddress = stripV4Mapped(socket.localAddress ?? '');
+    const localPort = socket.localPort ?? 0;
+    const remoteAddress = stripV4Mapped(socket.remoteAddress ?? '');
+    const ci: ConnectionInfo = {
+      destinationIp: localAddress,
+      destinationPort: localPort,
+      sourceIp: remoteAddress,
+      sourcePort: socket.remotePort ?? 0,
+      directSourceIp: remoteAddress,
+      serverName: sni,
+      transportProtocol: transport ?? 'raw_buffer',
+      applicationProtocols: protos,
+    };
+    const chainCfg = this.selector.select(ci);
+    const chain = chainCfg === undefined ? undefined : this.chains.get(chainCfg);
+    if (chain === undefined) {
+      this.stats.no_filter_chain_match.inc();
+      socket.destroy();
+      return;
+    }
+    const info: DownstreamConnectionInfo = {
+      remoteAddress,
+      remotePort: socket.remotePort ?? 0,
+      localAddress,
+      localPort,
+      isTls: chain.tls !== undefined,
+      serverName: sni ?? '',
+      originalDstAddress: localAddress,
+      originalDstPort: localPort,
+    };
+    if (chain.tls === undefined) {
+      chain.filter.onConnection(socket, info, head, '');
+      return;
+    }
+    if (head.length > 0) socket.unshift(head);
+    const t = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: chain.tls.secureContext,
+      requestCert: chain.tls.requestCert,
+      rejectUnauthorized: chain.tls.rejectUnauthorized,
+      ALPNProtocols: chain.tls.alpn.length > 0 ? chain.tls.alpn : undefined,
+    });
+    t.on('error', (err) => {
+      this.log.debug({ err: err.message }, 'TLS handshake failed');
+      socket.destroy();
+    });
+    const hsTimer = setTimeout(() => socket.destroy(), 10_000);
+    t.once('secure', () => {
+      clearTimeout(hsTimer);
+      const bad = chain.tls!.verifyPeer?.(t);
+      if (bad !== undefined) {
+        this.log.debug({ err: bad }, 'TLS peer verification failed');
+        t.destroy();
+        return;
+      }
+      info.serverName = (t as tls.TLSSocket & { servername?: string }).servername || info.serverName;
+      chain.filter.onConnection(t, info, EMPTY, typeof t.alpnProtocol === 'string' ? t.alpnProtocol : '');
+    });
+  }
+
+  /** Stops accepting; connections drain through their filters. */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.server.close();
+    for (const c of this.chains.values()) c.filter.drain();
+  }
+
+  get activeConnections(): number {
+    return this.sockets.size;
+  }
+
+  close(): void {
+    this.server.close();
+    for (const c of this.chains.values()) c.filter.close();
+    for (const s of this.sockets) s.destroy();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+function noop(): void {}
+function stripV4Mapped(a: string): string {
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}

@@ -1,0 +1,18 @@
+/** The seam between a listener (accept, inspect, TLS) and what runs on the connection. */
+import type { Socket } from 'node:net';
+import type { DownstreamConnectionInfo } from '../http/stream.ts';
+
+/** A terminal network filter (tcp_proxy, http_connection_manager) built once per filter chain. */
+export interface NetworkFilter {
+  /**
+   * Takes over a new connection. `head` holds bytes already read by listener filters (to be processed
+   * first); `alpn` is the negotiated ALPN protocol ('' if none).
+   */
+  onConnection(socket: Socket, info: DownstreamConnectionInfo, head: Buffer, alpn: string): void;
+  /** Stop taking new work on existing connections (GOAWAY / Connection: close) and let them finish. */
+  drain(): void;
+  /** Number of connections still open. */
+  readonly activeConnections: number;
+  /** Forcibly closes everything. */
+  close(): void;
+}

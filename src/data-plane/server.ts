@@ -1,0 +1,226 @@
+/**
+ * The proxy process: builds clusters and listeners from an Envoy bootstrap (the same code path will
+ * apply xDS resources), serves the admin interface, and drains on SIGTERM.
+ */
+import { dirname } from 'node:path';
+import type { Bootstrap__Output } from '../xds/gen/envoy/config/bootstrap/v3/Bootstrap.ts';
+import type { Filter__Output } from '../xds/gen/envoy/config/listener/v3/Filter.ts';
+import type { HttpConnectionManager__Output } from '../xds/gen/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
+import type { TcpProxy__Output } from '../xds/gen/envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy.ts';
+import { unpackAny } from '../xds/any.ts';
+import { ConfigError, type Diagnostic } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import { StatsStore } from './stats/store.ts';
+import { ClusterManager } from './upstream/cluster-manager.ts';
+import { ListenerRuntime, listenerAddress } from './listener/listener.ts';
+import type { NetworkFilter } from './listener/network-filter.ts';
+import { TcpProxyFilter } from './tcp/tcp-proxy.ts';
+import { HttpConnectionManagerFilter } from './http/hcm.ts';
+import { startAdminServer, type AdminProvider } from './admin/admin-server.ts';
+import { configDump } from './config-dump.ts';
+
+export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+export const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
+
+export type ServerState = 'PRE_INITIALIZING' | 'INITIALIZING' | 'LIVE' | 'DRAINING';
+
+export interface ProxyOptions {
+  log: Logger;
+  /** The bootstrap file, for relative paths and config_dump. */
+  configPath: string;
+  /** How long SIGTERM waits for in-flight work before closing what is left (Envoy's --drain-time-s). */
+  drainTimeMs: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+export class ProxyServer {
+  readonly bootstrap: Bootstrap__Output;
+  readonly stats = new StatsStore();
+  readonly clusters: ClusterManager;
+  readonly listeners: ListenerRuntime[] = [];
+  private readonly opts: ProxyOptions;
+  private readonly log: Logger;
+  private admin: { port: number; close(): Promise<void> } | undefined;
+  state: ServerState = 'PRE_INITIALIZING';
+  private healthCheckFailed = false;
+  private readonly startedAt: number;
+  private stopping: Promise<void> | undefined;
+  /** Resolves when the process should exit (quitquitquit or drain complete). */
+  readonly done: Promise<void>;
+  private finish!: () => void;
+
+  constructor(bootstrap: Bootstrap__Output, opts: ProxyOptions) {
+    this.bootstrap = bootstrap;
+    this.opts = opts;
+    this.log = opts.log;
+    const now = opts.now ?? (() => performance.now());
+    const random = opts.random ?? Math.random;
+    this.startedAt = Date.now();
+    this.done = new Promise((r) => (this.finish = r));
+    this.clusters = new ClusterManager(this.stats, { log: this.log, now, random, baseDir: dirname(opts.configPath) });
+    const diags: Diagnostic[] = [];
+    try {
+      this.clusters.addStatic(bootstrap.static_resources?.clusters ?? [], 'static_resources.clusters');
+    } catch (err) {
+      if (err instanceof ConfigError) diags.push(...err.diagnostics);
+      else throw err;
+    }
+    const names = new Set<string>();
+    (bootstrap.static_resources?.listeners ?? []).forEach((l, i) => {
+      const path = `static_resources.listeners[${i}]`;
+      if (names.has(l.name)) {
+        diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path: `${path}.name`, message: `duplicate listener name ${JSON.stringify(l.name)}` });
+        return;
+      }
+      names.add(l.name);
+      try {
+        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`), this.stats, this.log, dirname(opts.configPath)));
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          for (const d of err.diagnostics) diags.push(d.path.startsWith('static_resources') ? d : { ...d, path: `${path}.${d.path}` });
+        } else throw err;
+      }
+    });
+    if (diags.length > 0) {
+      this.clusters.close();
+      for (const l of this.listeners) l.close();
+      throw new ConfigError(diags, 'bootstrap');
+    }
+    const server = this.stats.scope('server');
+    server.gauge('concurrency').set(1);
+    server.gauge('live');
+    server.gauge('state').set(2);
+  }
+
+  private makeFilter(f: Filter__Output, path: string): NetworkFilter {
+    const url = f.typed_config?.type_url ?? '';
+    const where = (d: Diagnostic): Diagnostic => ({ ...d, path: `${path}.typed_config.${d.path}` });
+    try {
+      if (url === HCM_TYPE) {
+        return new HttpConnectionManagerFilter(unpackAny<HttpConnectionManager__Output>(f.typed_config!), {
+          clusters: this.clusters,
+          store: this.stats,
+          log: this.log,
+          now: this.opts.now ?? (() => performance.now()),
+          random: this.opts.random ?? Math.random,
+          baseDir: dirname(this.opts.configPath),
+          isDraining: () => this.state === 'DRAINING',
+        });
+      }
+      if (url === TCP_PROXY_TYPE) {
+        return new TcpProxyFilter(unpackAny<TcpProxy__Output>(f.typed_config!), { clusters: this.clusters, store: this.stats, log: this.log, random: this.opts.random ?? Math.random }, path);
+      }
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError(err.diagnostics.map((d) => (d.path.startsWith('static_resources') ? d : where(d))));
+      throw err;
+    }
+    throw new ConfigError([{ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `${path}.typed_config`, message: `unsupported network filter ${JSON.stringify(url || f.name)} (supported: ${HCM_TYPE}, ${TCP_PROXY_TYPE})` }]);
+  }
+
+  /** Opens every listener, then the admin port; LIVE once clusters have their first hosts. */
+  async start(): Promise<void> {
+    this.state = 'INITIALIZING';
+    const adminAddr = this.bootstrap.admin?.address?.socket_address;
+    if (adminAddr) {
+      this.admin = await startAdminServer({ address: adminAddr.address, port: adminAddr.port_value ?? 0 }, this.adminProvider(), this.log);
+    }
+    await this.clusters.initialized(5000);
+    try {
+      for (const l of this.listeners) {
+        const port = await l.listen();
+        this.log.info({ listener: l.name, port }, 'listener started');
+      }
+    } catch (err) {
+      for (const l of this.listeners) l.close();
+      await this.admin?.close();
+      this.clusters.close();
+      throw err;
+    }
+    this.state = 'LIVE';
+    this.stats.scope('server').gauge('live').set(1);
+    this.stats.scope('server').gauge('state').set(0);
+  }
+
+  get adminPort(): number | undefined {
+    return this.admin?.port;
+  }
+
+  private adminProvider(): AdminProvider {
+    return {
+      stats: this.stats,
+      serverState: () => (this.healthCheckFailed && this.state === 'LIVE' ? 'DRAINING' : this.state),
+      configDump: (o) => configDump(this, o),
+      clusters: () =>
+        [...this.clusters.all()].map((c) => ({
+          name: c.name,
+          addedViaApi: c.addedViaApi,
+          hosts: c.hosts().flatMap((p) =>
+            p.map((h) => {
+              const [region, zone, subZone] = h.locality.split('/');
+              return {
+                address: h.address,
+                port: h.port,
+                health: h.health,
+                weight: h.weight,
+                priority: h.priority,
+                region,
+                zone,
+                subZone,
+                stats: { cx_active: c.poolStats(h).cxActive, rq_active: h.activeRequests },
+              };
+            }),
+          ),
+        })),
+      listeners: () =>
+        this.listeners.map((l) => {
+          const a = listenerAddress(l.config);
+          return { name: l.name, address: a.host, port: l.port || a.port };
+        }),
+      serverInfo: () => ({
+        version: 'sloop/0.1.0',
+        state: this.state,
+        uptime_current_epoch: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
+        uptime_all_epochs: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
+        node: this.bootstrap.node ? { id: this.bootstrap.node.id, cluster: this.bootstrap.node.cluster } : {},
+        command_line_options: { concurrency: 1, drain_time: `${this.opts.drainTimeMs / 1000}s` },
+      }),
+      quit: () => {
+        void this.stop(0);
+      },
+      drainListeners: (o) => {
+        for (const l of this.listeners) {
+          if (o.inboundOnly && l.config.traffic_direction !== 'INBOUND') continue;
+          if (o.graceful) l.drain();
+          else l.close();
+        }
+      },
+      setHealthCheckFailed: (failed) => {
+        this.healthCheckFailed = failed;
+      },
+    };
+  }
+
+  /**
+   * Drain and stop: stop accepting, let in-flight requests finish (h1 answers with Connection: close,
+   * h2 sends GOAWAY), exit when nothing is left or after `drainMs`.
+   */
+  stop(drainMs = this.opts.drainTimeMs): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.stopping = (async () => {
+      this.state = 'DRAINING';
+      this.log.info({ drainMs }, 'draining');
+      for (const l of this.listeners) l.drain();
+      const deadline = Date.now() + drainMs;
+      while (Date.now() < deadline && this.listeners.some((l) => l.activeConnections > 0)) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      for (const l of this.listeners) l.close();
+      this.clusters.close();
+      await this.admin?.close();
+      this.log.info({}, 'stopped');
+      this.finish();
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * One upstream cluster at run time: its hosts (static, DNS-resolved or original destination), load
+ * balancer, connection pools per host and protocol, circuit breakers and Envoy's cluster stats.
+ */
+import dns from 'node:dns';
+import type tls from 'node:tls';
+import type { Cluster__Output } from '../../xds/gen/envoy/config/cluster/v3/Cluster.ts';
+import type { HttpProtocolOptions__Output } from '../../xds/gen/envoy/extensions/upstreams/http/v3/HttpProtocolOptions.ts';
+import type { UpstreamTlsContext__Output } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/UpstreamTlsContext.ts';
+import { unpackAny } from '../../xds/any.ts';
+import { ConfigError, type Diagnostic } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.ts';
+import { createLoadBalancer, type LoadBalancer, type LbContext, type UpstreamHost } from './lb/load-balancer.ts';
+import { createUpstreamTls } from '../tls/context.ts';
+import { resolveDataSource } from '../data-source.ts';
+import { H1Pool } from './h1-pool.ts';
+import { H2Pool } from './h2-pool.ts';
+import type { ConnectOptions } from './connect.ts';
+import type { PoolCallbacks, ResourceCounts, Thresholds } from './pool-types.ts';
+import { durationMs } from '../duration.ts';
+
+export const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+const COUNTERS = [
+  'upstream_cx_total', 'upstream_cx_http1_total', 'upstream_cx_http2_total', 'upstream_cx_connect_fail',
+  'upstream_cx_connect_timeout', 'upstream_cx_destroy', 'upstream_cx_overflow', 'upstream_rq_total',
+  'upstream_rq_completed', 'upstream_rq_pending_total', 'upstream_rq_pending_overflow', 'upstream_rq_cancelled',
+  'upstream_rq_timeout', 'upstream_rq_per_try_timeout', 'upstream_rq_rx_reset', 'upstream_rq_tx_reset',
+  'upstream_rq_retry', 'upstream_rq_retry_success', 'upstream_rq_retry_overflow', 'upstream_rq_retry_limit_exceeded',
+  'upstream_rq_retry_backoff_exponential', 'upstream_rq_1xx', 'upstream_rq_2xx', 'upstream_rq_3xx', 'upstream_rq_4xx',
+  'upstream_rq_5xx', 'membership_change', 'lb_healthy_panic', 'upstream_cx_none_healthy', 'retry_or_shadow_abandoned',
+  'upstream_cx_rx_bytes_total', 'upstream_cx_tx_bytes_total', 'update_attempt', 'update_success', 'update_failure',
+  'upstream_rq_maintenance_mode',
+] as const;
+const GAUGES = ['upstream_cx_active', 'upstream_rq_active', 'upstream_rq_pending_active', 'membership_healthy', 'membership_total', 'membership_degraded'] as const;
+
+export type ClusterStats = { [K in (typeof COUNTERS)[number]]: Counter } & { [K in (typeof GAUGES)[number]]: Gauge } & {
+  upstream_cx_connect_ms: Histogram;
+  upstream_rq_time: Histogram;
+  scope: StatsScope;
+};
+
+function makeStats(scope: StatsScope): ClusterStats {
+  const s: Record<string, unknown> = { scope };
+  for (const n of COUNTERS) s[n] = scope.counter(n);
+  for (const n of GAUGES) s[n] = scope.gauge(n);
+  s.upstream_cx_connect_ms = scope.histogram('upstream_cx_connect_ms', 'ms');
+  s.upstream_rq_time = scope.histogram('upstream_rq_time', 'ms');
+  return s as ClusterStats;
+}
+
+export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';
+
+export interface ClusterEnv {
+  log: Logger;
+  now: () => number;
+  random: () => number;
+  baseDir: string;
+}
+
+export class ClusterRuntime {
+  readonly name: string;
+  readonly config: Cluster__Output;
+  readonly stats: ClusterStats;
+  readonly resources: ResourceCounts = { connections: 0, pendingRequests: 0, requests: 0, retries: 0 };
+  readonly thresholds: Thresholds;
+  readonly connectTimeoutMs: number;
+  readonly protocol: UpstreamProtocol;
+  readonly maxRequestsPerConnection: number;
+  readonly idleTimeoutMs: number;
+  readonly maxHeaderBytes = 60 * 1024;
+  readonly maxHeadersCount: number;
+  readonly perConnectionBufferLimitBytes: number;
+  readonly tlsEnabled: boolean;
+  readonly type: string;
+  readonly addedViaApi: boolean;
+  private readonly tlsOptions: tls.ConnectionOptions | undefined;
+  private readonly verifyPeer: ConnectOptions['verifyPeer'];
+  private hostsByPriority: UpstreamHost[][] = [];
+  private lb: LoadBalancer | undefined;
+  private readonly h1Pools = new Map<UpstreamHost, H1Pool>();
+  private readonly h2Pools = new Map<UpstreamHost, H2Pool>();
+  private readonly env: ClusterEnv;
+  private dnsTimer: NodeJS.Timeout | null = null;
+  private dnsRefreshMs: number;
+  private closed = false;
+  /** Resolves when the cluster has its first host set (DNS clusters resolve asynchronously). */
+  readonly initialized: Promise<void>;
+  private markInitialized!: () => void;
+
+  constructor(config: Cluster__Output, scope: StatsScope, env: ClusterEnv, addedViaApi = false) {
+    this.name = config.name;
+    this.config = config;
+    this.env = env;
+    this.addedViaApi = addedViaApi;
+    this.stats = makeStats(scope);
+    this.initialized = new Promise((r) => (this.markInitialized = r));
+    const diags: Diagnostic[] = [];
+    this.type = config.cluster_discovery_type === 'type' ? (config.type ?? 'STATIC') : 'CLUSTER_PROVIDED';
+    this.connectTimeoutMs = durationMs(config.connect_timeout, 5000);
+    this.dnsRefreshMs = durationMs(config.dns_refresh_rate, 5000);
+    const t = config.circuit_breakers?.thresholds?.find((x) => x.priority === 'DEFAULT');
+    this.thresholds = {
+      maxConnections: t?.max_connections?.value ?? 1024,
+      maxPendingRequests: t?.max_pending_requests?.value ?? 1024,
+      maxRequests: t?.max_requests?.value ?? 1024,
+      maxRetries: t?.max_retries?.value ?? 3,
+    };
+    this.perConnectionBufferLimitBytes = config.per_connection_buffer_limit_bytes?.value ?? 1024 * 1024;
+    // Protocol: HttpProtocolOptions extension first, then the deprecated cluster-level fields.
+    let protocol: UpstreamProtocol = 'http1';
+    let common = config.common_http_protocol_options;
+    const ext = config.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY];
+    if (ext) {
+      const po = unpackAny<HttpProtocolOptions__Output>(ext);
+      if (po.upstream_protocol_options === 'explicit_http_config') {
+        protocol = po.explicit_http_config?.protocol_config === 'http2_protocol_options' ? 'http2' : 'http1';
+      } else if (po.upstream_protocol_options === 'use_downstream_protocol_config') protocol = 'downstream';
+      else if (po.upstream_protocol_options === 'auto_config') protocol = 'http1';
+      if (po.common_http_protocol_options) common = po.common_http_protocol_options;
+    } else if (config.http2_protocol_options) protocol = 'http2';
+    else if (config.protocol_selection === 'USE_DOWNSTREAM_PROTOCOL') protocol = 'downstream';
+    this.protocol = protocol;
+    this.maxRequestsPerConnection = common?.max_requests_per_connection?.value ?? config.max_requests_per_connection?.value ?? 0;
+    this.idleTimeoutMs = durationMs(common?.idle_timeout, 3600_000);
+    this.maxHeadersCount = common?.max_headers_count?.value ?? 100;
+    // Upstream TLS from transport_socket (envoy.transport_sockets.tls).
+    const ts = config.transport_socket;
+    if (ts?.typed_config && ts.typed_config.type_url.endsWith('.UpstreamTlsContext')) {
+      const ctx = unpackAny<UpstreamTlsContext__Output>(ts.typed_config);
+      try {
+        const u = createUpstreamTls(ctx, (ds) => resolveDataSource(ds, env.baseDir));
+        this.tlsOptions = u.options;
+        this.verifyPeer = u.verifyPeer;
+      } catch (err) {
+        if (err instanceof ConfigError) for (const d of err.diagnostics) diags.push({ ...d, path: `transport_socket.typed_config.${d.path}` });
+        else throw err;
+      }
+    }
+    this.tlsEnabled = this.tlsOptions !== undefined;
+    if (diags.length > 0) throw new ConfigError(diags, `cluster ${config.name}`);
+  }
+
+  /** Starts host discovery (static now, DNS in the background). */
+  start(): void {
+    const la = this.config.load_assignment;
+    switch (this.type) {
+      case 'STATIC':
+        this.setHosts(hostsFromAssignment(this.config, (a) => [a]));
+        this.markInitialized();
+        break;
+      case 'STRICT_DNS':
+      case 'LOGICAL_DNS':
+        void this.resolveDns();
+        break;
+      case 'ORIGINAL_DST':
+        this.setHosts([]);
+        this.markInitialized();
+        break;
+      case 'EDS':
+        // Endpoints arrive over xDS (ClusterLoadAssignment) via setAssignment().
+        if (la) this.setHosts(hostsFromAssignment(this.config, (a) => [a]));
+        break;
+      default:
+        this.setHosts([]);
+        this.markInitialized();
+    }
+  }
+
+  private async resolveDns(): Promise<void> {
+    if (this.closed) return;
+    this.stats.update_attempt.inc();
+    const family = this.config.dns_lookup_family;
+    const lookupFamily = family === 'V4_ONLY' ? 4 : family === 'V6_ONLY' ? 6 : 0;
+    const cache = new Map<string, string[]>();
+    let failed = false;
+    for (const le of this.config.load_assignment?.endpoints ?? []) {
+      for (const lb of le.lb_endpoints) {
+        const sa = lb.endpoint?.address?.socket_address;
+        if (!sa || cache.has(sa.address)) continue;
+        try {
+          const res = await dns.promises.lookup(sa.address, { all: true, family: lookupFamily, order: family === 'V6_ONLY' || family === 'AUTO' ? 'ipv6first' : 'ipv4first' });
+          let addrs = res.map((r) => r.address);
+          if (family === 'V4_PREFERRED' || family === 'AUTO') {
+            const v4 = res.filter((r) => r.family === 4).map((r) => r.address);
+            const v6 = res.filter((r) => r.family === 6).map((r) => r.address);
+            addrs = family === 'AUTO' ? (v6.length ? v6 : v4) : v4.length ? v4 : v6;
+          }
+          cache.set(sa.address, addrs);
+        } catch (err) {
+          failed = true;
+          this.env.log.warn({ cluster: this.name, host: sa.address, err: (err as Error).message }, 'DNS resolution failed');
+        }
+      }
+    }
+    if (this.closed) return;
+    if (failed) this.stats.update_failure.inc();
+    else this.stats.update_success.inc();
+    const logical = this.type === 'LOGICAL_DNS';
+    // A failed lookup keeps the previous addresses (Envoy keeps the last good resolution).
+    if (!failed || this.hostsByPriority.length === 0) {
+      this.setHosts(hostsFromAssignment(this.config, (a) => {
+        const r = cache.get(a) ?? [];
+        return logical ? r.slice(0, 1) : r;
+      }));
+    }
+    this.markInitialized();
+    this.dnsTimer = setTimeout(() => void this.resolveDns(), failed && this.config.dns_failure_refresh_rate ? durationMs(this.config.dns_failure_refresh_rate.base_interval, this.dnsRefreshMs) : this.dnsRefreshMs);
+    this.dnsTimer.unref();
+  }
+
+  /** Replaces the host set (static, DNS or EDS). Keeps host objects (and their pools) that didn't change. */
+  setHosts(next: UpstreamHost[][]): void {
+    const old = new Map<string, UpstreamHost>();
+    for (const p of this.hostsByPriority) for (const h of p) old.set(`${h.id}/${h.priority}`, h);
+    const merged = next.map((p) =>
+      p.map((h) => {
+        const prev = old.get(`${h.id}/${h.priority}`);
+        if (prev !== undefined) {
+          old.delete(`${h.id}/${h.priority}`);
+          prev.weight = h.weight;
+          prev.health = h.health;
+          prev.locality = h.locality;
+          prev.localityWeight = h.localityWeight;
+          return prev;
+        }
+        return h;
+      }),
+    );
+    for (const gone of old.values()) this.closePools(gone);
+    this.hostsByPriority = merged;
+    let total = 0;
+    let healthy = 0;
+    let degraded = 0;
+    for (const p of merged) for (const h of p) {
+      total++;
+      if (h.health === 'healthy') healthy++;
+      else if (h.health === 'degraded') degraded++;
+    }
+    this.stats.membership_total.set(total);
+    this.stats.membership_healthy.set(healthy);
+    this.stats.membership_degraded.set(degraded);
+    this.stats.membership_change.inc();
+    this.lb = total > 0 ? createLoadBalancer(this.config, merged, this.env.random) : undefined;
+  }
+
+  private closePools(h: UpstreamHost): void {
+    this.h1Pools.get(h)?.close();
+    this.h1Pools.delete(h);
+    this.h2Pools.get(h)?.close();
+    this.h2Pools.delete(h);
+  }
+
+  /** Picks a host for a request; undefined means "no healthy upstream". */
+  chooseHost(ctx: LbContext, originalDst?: { address: string; port: number }): UpstreamHost | undefined {
+    if (this.type === 'ORIGINAL_DST') return originalDst === undefined ? undefined : this.originalDstHost(originalDst.address, originalDst.port);
+    return this.lb?.chooseHost(ctx);
+  }
+
+  private readonly origHosts = new Map<string, UpstreamHost>();
+  private originalDstHost(address: string, port: number): UpstreamHost {
+    const id = `${address}:${port}`;
+    let h = this.origHosts.get(id);
+    if (h === undefined) {
+      h = { id, address, port, weight: 1, priority: 0, locality: '', localityWeight: 1, health: 'healthy', activeRequests: 0 };
+      this.origHosts.set(id, h);
+    }
+    return h;
+  }
+
+  /** Asks the host's pool for a stream; false = circuit breaker overflow. */
+  newStream(host: UpstreamHost, downstreamIsH2: boolean, cb: PoolCallbacks): H1Pool | H2Pool | undefined {
+    const h2 = this.protocol === 'http2' || (this.protocol === 'downstream' && downstreamIsH2);
+    let pool: H1Pool | H2Pool | undefined;
+    if (h2) {
+      pool = this.h2Pools.get(host);
+      if (pool === undefined) {
+        pool = new H2Pool(this, host);
+        this.h2Pools.set(host, pool);
+      }
+    } else {
+      pool = this.h1Pools.get(host);
+      if (pool === undefined) {
+        pool = new H1Pool(this, host);
+        this.h1Pools.set(host, pool);
+      }
+    }
+    return pool.newStream(cb) ? pool : undefined;
+  }
+
+  connectOptions(host: UpstreamHost): ConnectOptions {
+    return { host: host.address, port: host.port, connectTimeoutMs: this.connectTimeoutMs, tls: this.tlsOptions, verifyPeer: this.verifyPeer };
+  }
+
+  onHostConnectFailure(_host: UpstreamHost): void {
+    // Outlier detection (consecutive gateway failures) arrives with the control plane's DestinationRule support.
+  }
+
+  now(): number {
+    return this.env.now();
+  }
+
+  hosts(): readonly UpstreamHost[][] {
+    return this.hostsByPriority;
+  }
+
+  poolStats(host: UpstreamHost): { cxActive: number } {
+    return { cxActive: (this.h1Pools.get(host)?.activeConnections ?? 0) + (this.h2Pools.get(host)?.activeConnections ?? 0) };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.dnsTimer !== null) clearTimeout(this.dnsTimer);
+    for (const p of this.h1Pools.values()) p.close();
+    for (const p of this.h2Pools.values()) p.close();
+    this.h1Pools.clear();
+    this.h2Pools.clear();
+  }
+}
+
+/** Hosts from `load_assignment`, grouped by priority; `resolve` maps an endpoint address to IPs. */
+function hostsFromAssignment(c: Cluster__Output, resolve: (addr: string) => string[]): UpstreamHost[][] {
+  const out: UpstreamHost[][] = [];
+  for (const le of c.load_assignment?.endpoints ?? []) {
+    const prio = le.priority ?? 0;
+    const loc = le.locality ? `${le.locality.region}/${le.locality.zone}/${le.locality.sub_zone}` : '';
+    const lw = le.load_balancing_weight?.value ?? 0;
+    for (const lb of le.lb_endpoints) {
+      const sa = lb.endpoint?.address?.socket_address;
+      if (!sa) continue;
+      const port = sa.port_value ?? 0;
+      const health = lb.health_status === 'UNHEALTHY' || lb.health_status === 'DRAINING' || lb.health_status === 'TIMEOUT'
+        ? 'unhealthy'
+        : lb.health_status === 'DEGRADED' ? 'degraded' : 'healthy';
+      for (const ip of resolve(sa.address)) {
+        (out[prio] ??= []).push({
+          id: `${ip}:${port}`,
+          address: ip,
+          port,
+          weight: lb.load_balancing_weight?.value ?? 1,
+          priority: prio,
+          locality: loc,
+          localityWeight: lw,
+          health,
+          activeRequests: 0,
+        });
+      }
+    }
+  }
+  for (let i = 0; i < out.length; i++) out[i] ??= [];
+  return out;
+}

@@ -1,0 +1,179 @@
+/**
+ * HTTP/1.1 connection pool for one upstream host: keep-alive connections reused LIFO (the warmest
+ * socket first), new connections up to the cluster's max_connections, then a bounded pending queue
+ * (max_pending_requests), as Envoy's pool does.
+ */
+import type { Socket } from 'node:net';
+import { H1ClientConnection, type H1ClientHooks } from '../http/h1/client-codec.ts';
+import { connectUpstream, type ConnectFailure } from './connect.ts';
+import type { PoolCallbacks } from './pool-types.ts';
+import type { ClusterRuntime } from './cluster.ts';
+import type { UpstreamHost } from './lb/types.ts';
+
+export class H1Pool implements H1ClientHooks {
+  private readonly idle: H1ClientConnection[] = [];
+  private readonly all = new Set<H1ClientConnection>();
+  private readonly pending: PoolCallbacks[] = [];
+  private connecting = 0;
+  private readonly cluster: ClusterRuntime;
+  readonly host: UpstreamHost;
+  private closed = false;
+
+  constructor(cluster: ClusterRuntime, host: UpstreamHost) {
+    this.cluster = cluster;
+    this.host = host;
+  }
+
+  /** Gets a stream now (idle connection) or later (new connection / queue); false on overflow. */
+  newStream(cb: PoolCallbacks): boolean {
+    const c = this.idle.pop();
+    if (c !== undefined) {
+      this.attach(c, cb);
+      return true;
+    }
+    const cl = this.cluster;
+    if (cl.resources.connections < cl.thresholds.maxConnections && this.connecting <= this.pending.length) {
+      this.pending.push(cb);
+      cl.resources.pendingRequests++;
+      cl.stats.upstream_rq_pending_total.inc();
+      cl.stats.upstream_rq_pending_active.inc();
+      this.connect();
+      return true;
+    }
+    if (cl.resources.pendingRequests >= cl.thresholds.maxPendingRequests) {
+      cl.stats.upstream_rq_pending_overflow.inc();
+      if (cl.resources.connections >= cl.thresholds.maxConnections) cl.stats.upstream_cx_overflow.inc();
+      return false;
+    }
+    this.pending.push(cb);
+    cl.resources.pendingRequests++;
+    cl.stats.upstream_rq_pending_total.inc();
+    cl.stats.upstream_rq_pending_active.inc();
+    return true;
+  }
+
+  /** Removes a request that no longer wants a connection (downstream went away, timeout). */
+  cancel(cb: PoolCallbacks): void {
+    const i = this.pending.indexOf(cb);
+    if (i >= 0) {
+      this.pending.splice(i, 1);
+      this.cluster.resources.pendingRequests--;
+      this.cluster.stats.upstream_rq_pending_active.dec();
+      this.cluster.stats.upstream_rq_cancelled.inc();
+    }
+  }
+
+  private attach(c: H1ClientConnection, cb: PoolCallbacks): void {
+    c.begin();
+    cb.onPoolReady(c, this.host);
+  }
+
+  private connect(): void {
+    const cl = this.cluster;
+    this.connecting++;
+    cl.resources.connections++;
+    cl.stats.upstream_cx_total.inc();
+    cl.stats.upstream_cx_http1_total.inc();
+    cl.stats.upstream_cx_active.inc();
+    const started = cl.now();
+    connectUpstream(cl.connectOptions(this.host), (err, socket) => {
+      this.connecting--;
+      if (err !== null || socket === null) {
+        this.onConnectFailure(err ?? { reason: 'connect-failure', detail: 'unknown' });
+        return;
+      }
+      cl.stats.upstream_cx_connect_ms.record(cl.now() - started);
+      this.onConnected(socket);
+    });
+  }
+
+  private onConnected(socket: Socket): void {
+    const c = new H1ClientConnection(socket, this, this.cluster.maxHeaderBytes, this.cluster.maxHeadersCount);
+    this.all.add(c);
+    if (this.closed) {
+      c.reset();
+      return;
+    }
+    const cb = this.takePending();
+    if (cb !== undefined) this.attach(c, cb);
+    else this.idle.push(c);
+  }
+
+  private takePending(): PoolCallbacks | undefined {
+    const cb = this.pending.shift();
+    if (cb !== undefined) {
+      this.cluster.resources.pendingRequests--;
+      this.cluster.stats.upstream_rq_pending_active.dec();
+    }
+    return cb;
+  }
+
+  private onConnectFailure(err: ConnectFailure): void {
+    const cl = this.cluster;
+    cl.resources.connections--;
+    cl.stats.upstream_cx_active.dec();
+    cl.stats.upstream_cx_connect_fail.inc();
+    if (err.reason === 'connect-timeout') cl.stats.upstream_cx_connect_timeout.inc();
+    cl.onHostConnectFailure(this.host);
+    // Requests beyond what the remaining in-progress connections can serve fail now.
+    while (this.pending.length > this.connecting) {
+      const cb = this.takePending();
+      cb?.onPoolFailure(err.reason === 'connect-timeout' ? 'connect-timeout' : 'connect-failure', err.detail, this.host);
+    }
+  }
+
+  onIdle(c: H1ClientConnection): void {
+    const maxReq = this.cluster.maxRequestsPerConnection;
+    if (maxReq > 0 && c.requests >= maxReq) {
+      c.reset();
+      return;
+    }
+    const cb = this.takePending();
+    if (cb !== undefined) {
+      this.attach(c, cb);
+      return;
+    }
+    c.idleSince = this.cluster.now();
+    this.idle.push(c);
+  }
+
+  onClosed(c: H1ClientConnection): void {
+    if (!this.all.delete(c)) return;
+    const cl = this.cluster;
+    cl.resources.connections--;
+    cl.stats.upstream_cx_active.dec();
+    cl.stats.upstream_cx_destroy.inc();
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+    // A slot freed: a queued request may now get a new connection.
+    if (this.pending.length > this.connecting && !this.closed && cl.resources.connections < cl.thresholds.maxConnections) {
+      this.connect();
+    }
+  }
+
+  get activeConnections(): number {
+    return this.all.size;
+  }
+
+  /** Closes idle connections now; busy ones close when their request ends. */
+  close(): void {
+    this.closed = true;
+    for (const c of this.idle.splice(0)) c.reset();
+    for (const cb of this.pending.splice(0)) {
+      this.cluster.resources.pendingRequests--;
+      this.cluster.stats.upstream_rq_pending_active.dec();
+      cb.onPoolFailure('connection-termination', 'pool closed', this.host);
+    }
+  }
+
+  /** Drops connections idle for longer than `ms` (common_http_protocol_options.idle_timeout). */
+  reapIdle(now: number, ms: number): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const c = this.idle[i];
+      if (now - c.idleSince >= ms) {
+        this.idle.splice(i, 1);
+        c.reset();
+      }
+    }
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * HTTP/2 pool for one upstream host: requests multiplex as streams on a session; a new session is
+ * opened when every session is at the peer's SETTINGS_MAX_CONCURRENT_STREAMS, up to max_connections.
+ */
+import http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import { H2ClientStream } from '../http/h2/client-codec.ts';
+import { connectUpstream } from './connect.ts';
+import type { PoolCallbacks } from './pool-types.ts';
+import type { ClusterRuntime } from './cluster.ts';
+import type { UpstreamHost } from './lb/types.ts';
+
+interface Session {
+  s: http2.ClientHttp2Session;
+  active: number;
+  maxStreams: number;
+  ready: boolean;
+  draining: boolean;
+}
+
+export class H2Pool {
+  private readonly sessions: Session[] = [];
+  private readonly pending: PoolCallbacks[] = [];
+  private readonly cluster: ClusterRuntime;
+  readonly host: UpstreamHost;
+  private connecting = 0;
+  private closed = false;
+
+  constructor(cluster: ClusterRuntime, host: UpstreamHost) {
+    this.cluster = cluster;
+    this.host = host;
+  }
+
+  newStream(cb: PoolCallbacks): boolean {
+    const sess = this.pick();
+    if (sess !== undefined) {
+      this.attach(sess, cb);
+      return true;
+    }
+    const cl = this.cluster;
+    if (cl.resources.pendingRequests >= cl.thresholds.maxPendingRequests) {
+      cl.stats.upstream_rq_pending_overflow.inc();
+      return false;
+    }
+    this.pending.push(cb);
+    cl.resources.pendingRequests++;
+    cl.stats.upstream_rq_pending_total.inc();
+    cl.stats.upstream_rq_pending_active.inc();
+    if (this.connecting === 0 && cl.resources.connections < cl.thresholds.maxConnections) this.connect();
+    return true;
+  }
+
+  cancel(cb: PoolCallbacks): void {
+    const i = this.pending.indexOf(cb);
+    if (i >= 0) {
+      this.pending.splice(i, 1);
+      this.cluster.resources.pendingRequests--;
+      this.cluster.stats.upstream_rq_pending_active.dec();
+      this.cluster.stats.upstream_rq_cancelled.inc();
+    }
+  }
+
+  private pick(): Session | undefined {
+    for (const s of this.sessions) if (s.ready && !s.draining && s.active < s.maxStreams) return s;
+    return undefined;
+  }
+
+  private attach(sess: Session, cb: PoolCallbacks): void {
+    const st = new H2ClientStream(sess.s, this.cluster.tlsEnabled ? 'https' : 'http');
+    sess.active++;
+    st.onDone = () => {
+      sess.active--;
+      this.drainPending();
+      if (sess.draining && sess.active === 0) sess.s.close();
+    };
+    cb.onPoolReady(st, this.host);
+  }
+
+  private drainPending(): void {
+    while (this.pending.length > 0) {
+      const sess = this.pick();
+      if (sess === undefined) break;
+      const cb = this.pending.shift()!;
+      this.cluster.resources.pendingRequests--;
+      this.cluster.stats.upstream_rq_pending_active.dec();
+      this.attach(sess, cb);
+    }
+    const cl = this.cluster;
+    if (this.pending.length > 0 && this.connecting === 0 && !this.closed && cl.resources.connections < cl.thresholds.maxConnections) {
+      this.connect();
+    }
+  }
+
+  private connect(): void {
+    const cl = this.cluster;
+    this.connecting++;
+    cl.resources.connections++;
+    cl.stats.upstream_cx_total.inc();
+    cl.stats.upstream_cx_http2_total.inc();
+    cl.stats.upstream_cx_active.inc();
+    const started = cl.now();
+    const opts = cl.connectOptions(this.host);
+    if (opts.tls !== undefined) opts.tls = { ...opts.tls, ALPNProtocols: ['h2'] };
+    connectUpstream(opts, (err, socket) => {
+      if (err !== null || socket === null) {
+        this.connecting--;
+        cl.resources.connections--;
+        cl.stats.upstream_cx_active.dec();
+        cl.stats.upstream_cx_connect_fail.inc();
+        if (err?.reason === 'connect-timeout') cl.stats.upstream_cx_connect_timeout.inc();
+        cl.onHostConnectFailure(this.host);
+        for (const cb of this.pending.splice(0)) {
+          cl.resources.pendingRequests--;
+          cl.stats.upstream_rq_pending_active.dec();
+          cb.onPoolFailure(err?.reason === 'connect-timeout' ? 'connect-timeout' : 'connect-failure', err?.detail ?? '', this.host);
+        }
+        return;
+      }
+      cl.stats.upstream_cx_connect_ms.record(cl.now() - started);
+      this.onConnected(socket);
+    });
+  }
+
+  private onConnected(socket: Socket): void {
+    const cl = this.cluster;
+    const authority = `${cl.tlsEnabled ? 'https' : 'http'}://${this.host.address}:${this.host.port}`;
+    const s = http2.connect(authority, {
+      createConnection: () => socket,
+      settings: { enablePush: false, initialWindowSize: 1 << 20 },
+      maxSessionMemory: 64,
+    });
+    const sess: Session = { s, active: 0, maxStreams: 100, ready: false, draining: false };
+    this.sessions.push(sess);
+    let counted = true;
+    const gone = (): void => {
+      const i = this.sessions.indexOf(sess);
+      if (i >= 0) this.sessions.splice(i, 1);
+      if (!sess.ready) {
+        sess.ready = true;
+        this.connecting--;
+      }
+      if (counted) {
+        counted = false;
+        cl.resources.connections--;
+        cl.stats.upstream_cx_active.dec();
+        cl.stats.upstream_cx_destroy.inc();
+      }
+      if (!this.closed) this.drainPending();
+    };
+    s.on('remoteSettings', (settings) => {
+      sess.maxStreams = Math.min(settings.maxConcurrentStreams ?? 100, cl.thresholds.maxRequests);
+      if (!sess.ready) {
+        sess.ready = true;
+        this.connecting--;
+      }
+      this.drainPending();
+    });
+    s.on('goaway', () => {
+      sess.draining = true;
+      if (sess.active === 0) s.close();
+    });
+    s.on('close', gone);
+    s.on('error', () => s.destroy());
+    s.setTimeout(0);
+  }
+
+  get activeConnections(): number {
+    return this.sessions.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sessions) {
+      s.draining = true;
+      if (s.active === 0) s.s.close();
+    }
+    for (const cb of this.pending.splice(0)) {
+      this.cluster.resources.pendingRequests--;
+      this.cluster.stats.upstream_rq_pending_active.dec();
+      cb.onPoolFailure('connection-termination', 'pool closed', this.host);
+    }
+  }
+}
