@@ -156,6 +156,12 @@ describe('loadBootstrap: bad bootstraps', () => {
     assert.deepEqual(configErrors(() => loadBootstrap(file)), [`${file} static_resources.clusters[0].connect_timeout: must be greater than 0s`]);
   });
 
+  it('refuses protobuf text format (.pb_text) rather than misreading it as YAML', () => {
+    const file = join(tmp, 'b.pb_text');
+    writeFileSync(file, 'node { id: "a" }\n');
+    assert.throws(() => loadBootstrap(file), { code: 'SLOOP_ERR_CONFIG_UNSUPPORTED' });
+  });
+
   it('throws SLOOP_ERR_CONFIG_UNREADABLE for a file it cannot read', () => {
     const file = join(tmp, 'missing.yaml');
     assert.throws(() => loadBootstrap(file), (err: Error & { code?: string }) => {

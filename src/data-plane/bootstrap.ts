@@ -2,7 +2,7 @@
  * Loads the sidecar's Envoy v3 Bootstrap (`sloop proxy -c bootstrap.yaml`) the way Envoy's `-c` does: YAML or
  * JSON read with the proto3 JSON mapping (snake_case or lowerCamelCase names, unknown fields rejected), then
  * protoc-gen-validate rules and deprecation checks. Every problem is reported with file:line:col and field path.
- * A `.pb` file is read as a binary-encoded Bootstrap, as Envoy does.
+ * A `.pb` file is read as a binary-encoded Bootstrap, as Envoy does; Envoy's `.pb_text` (text format) is not supported.
  */
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
@@ -25,7 +25,8 @@ const BOOTSTRAP_TYPE = 'envoy.config.bootstrap.v3.Bootstrap';
 
 /**
  * Reads and decodes a bootstrap file (`.yaml`, `.yml`, `.json`, or binary `.pb`).
- * @throws SloopError `SLOOP_ERR_CONFIG_UNREADABLE` if the file can't be read, and `ConfigError`
+ * @throws SloopError `SLOOP_ERR_CONFIG_UNREADABLE` if the file can't be read, `SLOOP_ERR_CONFIG_UNSUPPORTED` for
+ *   `.pb_text`, and `ConfigError`
  *   (`SLOOP_ERR_CONFIG_INVALID`, carrying every diagnostic) if it has errors.
  */
 export function loadBootstrap(file: string): LoadedBootstrap {
@@ -36,6 +37,9 @@ export function loadBootstrap(file: string): LoadedBootstrap {
     throw new SloopError('SLOOP_ERR_CONFIG_UNREADABLE', `cannot read bootstrap ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (extname(file) === '.pb') return decodeBinaryBootstrap(bytes, file);
+  if (extname(file) === '.pb_text') {
+    throw new SloopError('SLOOP_ERR_CONFIG_UNSUPPORTED', `cannot read bootstrap ${file}: protobuf text format is not supported; use YAML, JSON or binary .pb`);
+  }
   return parseBootstrap(bytes.toString('utf8'), file);
 }
 

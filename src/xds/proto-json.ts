@@ -14,8 +14,11 @@ import type { Diagnostic } from '../shared/errors.ts';
 import { encodeMessage, findTypeForUrl } from './any.ts';
 import { TO_OBJECT_OPTIONS, typeNameOfUrl } from './protos.ts';
 
-/** A path into the JSON document: object keys as written in the document, array indexes as numbers. */
-export type JsonPath = readonly (string | number)[];
+/**
+ * A path into the JSON document: object keys as written in the document (so `lbPolicy` if it was written so),
+ * array indexes as numbers. Each call gets a fresh array the callee may keep.
+ */
+export type JsonPath = (string | number)[];
 
 /** 1-based position in a source file. */
 export interface SourcePosition {
@@ -74,7 +77,7 @@ export function decodeProtoJson<T>(type: protobuf.Type, json: unknown, opts: Dec
  * @throws SloopError `SLOOP_ERR_XDS_UNKNOWN_TYPE` when an Any holds a type Sloop doesn't know.
  */
 export function encodeProtoJson(type: protobuf.Type, value: object): unknown {
-  return encodeMessage_(infoOf(type), value);
+  return encodeMessageJson(infoOf(type), value);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -83,11 +86,6 @@ export function encodeProtoJson(type: protobuf.Type, value: object): unknown {
 type ScalarKind =
   | 'double' | 'float' | 'int32' | 'uint32' | 'sint32' | 'fixed32' | 'sfixed32'
   | 'int64' | 'uint64' | 'sint64' | 'fixed64' | 'sfixed64' | 'bool' | 'string' | 'bytes';
-
-const SCALAR_KINDS: ReadonlySet<string> = new Set<ScalarKind>([
-  'double', 'float', 'int32', 'uint32', 'sint32', 'fixed32', 'sfixed32',
-  'int64', 'uint64', 'sint64', 'fixed64', 'sfixed64', 'bool', 'string', 'bytes',
-]);
 
 /** Well-known types with a special JSON form (proto3 JSON mapping table). Empty is an ordinary `{}`. */
 type WellKnown = 'any' | 'duration' | 'timestamp' | 'struct' | 'value' | 'list' | 'fieldmask' | 'wrapper';
@@ -1129,7 +1127,7 @@ function checkSingle(vt: ValueType, rules: Rules, value: unknown, isSet: boolean
 // ---------------------------------------------------------------------------------------------------------
 // Encoding (config_dump).
 
-function encodeMessage_(info: TypeInfo, value: object): unknown {
+function encodeMessageJson(info: TypeInfo, value: object): unknown {
   const v = value as Record<string, unknown>;
   switch (info.wellKnown) {
     case 'any':
@@ -1190,7 +1188,7 @@ function isDefaultOutput(vt: ValueType, v: unknown): boolean {
 }
 
 function encodeSingle(vt: ValueType, v: unknown): unknown {
-  if (vt.messageType) return encodeMessage_(infoOf(vt.messageType), v as object);
+  if (vt.messageType) return encodeMessageJson(infoOf(vt.messageType), v as object);
   if (vt.enumType) return typeof v === 'number' ? (vt.enumType.valuesById[v] ?? v) : v;
   return encodeScalar(vt.scalar!, v);
 }
@@ -1222,7 +1220,7 @@ function encodeAny(v: Record<string, unknown>): unknown {
   const bytes = v.value instanceof Uint8Array ? v.value : Buffer.alloc(0);
   const inner = type.toObject(type.decode(bytes), TO_OBJECT_OPTIONS);
   const info = infoOf(type);
-  const encoded = encodeMessage_(info, inner);
+  const encoded = encodeMessageJson(info, inner);
   if (info.wellKnown !== undefined) return { '@type': url, value: encoded };
   return { '@type': url, ...(encoded as Record<string, unknown>) };
 }

@@ -66,8 +66,11 @@ export function typeNameOfUrl(typeUrl: string): string {
 /** The reflected message type for a full name or type URL, or undefined if Sloop doesn't know it. */
 export function lookupMessage(nameOrUrl: string): protobuf.Type | undefined {
   const name = typeNameOfUrl(nameOrUrl);
+  const full = name.startsWith('.') ? name : '.' + name;
   try {
-    return envoyRoot().lookupType(name.startsWith('.') ? name : '.' + name);
+    // protobufjs resolves partial names ("Router" finds some *.Router): only an exact full name counts.
+    const t = envoyRoot().lookupType(full);
+    return t.fullName === full ? t : undefined;
   } catch {
     return undefined;
   }

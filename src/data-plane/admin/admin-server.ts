@@ -369,9 +369,10 @@ export function startAdminServer(
       'cache-control': 'no-cache, max-age=0',
       'x-content-type-options': 'nosniff',
     });
+    // Charged when the response starts, as Envoy charges codes on encodeHeaders.
+    hcm.chargeResponse(r.status);
     res.end(r.body, () => {
       hcm.downstreamRqActive.dec();
-      hcm.chargeResponse(r.status);
       hcm.downstreamRqTime.record(nowMs() - start);
       r.after?.();
     });

@@ -94,7 +94,7 @@ export class ListenerRuntime {
     this.useHttpInspector = httpInsp || this.selector.needsHttpInspection;
     this.filtersTimeoutMs = durationMs(config.listener_filters_timeout, 15000);
     this.continueOnTimeout = config.continue_on_listener_filters_timeout;
-    const all = [...config.filter_chains.map((c, i) => [c, `filter_chains[${i}]`] as const)];
+    const all: [FilterChain__Output, string][] = config.filter_chains.map((c, i) => [c, `filter_chains[${i}]`]);
     if (config.default_filter_chain) all.push([config.default_filter_chain, 'default_filter_chain']);
     for (const [chain, path] of all) {
       try {
@@ -186,7 +186,7 @@ export class ListenerRuntime {
       return;
     }
     // Listener filters peek: read until every inspector has decided, then hand the bytes on.
-    let buf = EMPTY;
+    let buf: Buffer = EMPTY;
     const timer = setTimeout(() => {
       this.stats.downstream_pre_cx_timeout.inc();
       socket.removeListener('data', onData);
@@ -305,7 +305,7 @@ export class ListenerRuntime {
   }
 }
 
-const EMPTY = Buffer.alloc(0);
+const EMPTY: Buffer = Buffer.alloc(0);
 function noop(): void {}
 function stripV4Mapped(a: string): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;

@@ -65,7 +65,7 @@ export class TcpProxyFilter implements NetworkFilter {
   }
 
   private pickCluster(): string {
-    if (this.weighted === undefined) return this.cfg.cluster;
+    if (this.weighted === undefined) return this.cfg.cluster ?? '';
     let r = Math.floor(this.env.random() * this.totalWeight);
     for (const c of this.weighted) {
       if (r < c.weight) return c.name;

@@ -143,6 +143,8 @@ export function compileHeaderValue(value: string): CompiledValue {
     i = j + 1;
   }
   if (lit !== '') parts.push({ op: OP_LITERAL, text: lit, alt: '', maxLength: -1 });
+  // Only `%%` escapes: still a plain string.
+  if (parts.every((p) => p.op === OP_LITERAL)) return parts.map((p) => p.text).join('');
   return parts;
 }
 

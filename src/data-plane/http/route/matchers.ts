@@ -342,7 +342,8 @@ export function compileQueryParameterMatcher(q: QueryParameterMatcher__Output, p
 }
 
 /**
- * The first value of query parameter `name` in `path` (percent-decoded), '' for a key without `=`, or
+ * The first value of query parameter `name` in `path` (percent-decoded, as Envoy's
+ * parseAndDecodeQueryString; keys are decoded only when they contain `%`), '' for a key without `=`, or
  * undefined. Scans in place: no parsing into a map, and allocates only the returned value.
  */
 export function findQueryParameter(path: string, name: string): string | undefined {
@@ -356,7 +357,8 @@ export function findQueryParameter(path: string, name: string): string | undefin
     if (amp < 0 || amp > end) amp = end;
     let eq = path.indexOf('=', i);
     if (eq < 0 || eq > amp) eq = amp;
-    if (eq - i === name.length && path.startsWith(name, i)) {
+    const isMatch = eq - i === name.length ? path.startsWith(name, i) : path.lastIndexOf('%', eq - 1) >= i && percentDecode(path.slice(i, eq)) === name;
+    if (isMatch) {
       if (eq === amp) return '';
       const raw = path.slice(eq + 1, amp);
       return raw.includes('%') ? percentDecode(raw) : raw;

@@ -12,7 +12,8 @@
  * flag is unavailable, run on the normal backtracking engine. Operators who accept untrusted regexes in
  * config should start the sidecar with that flag (or with
  * `--enable-experimental-regexp-engine-on-excessive-backtracks`, which makes V8 fall back to the linear
- * engine after too many backtracks).
+ * engine after too many backtracks). The price is speed: bench/route-match.bench.ts measures a regex
+ * route at ~0.13 µs per match on the backtracking engine and ~1.5 µs on the linear one.
  *
  * Known differences kept on purpose: `\s`, `\w`, `\d` and `\b` use JavaScript's classes (`\s` also matches
  * `\v` and Unicode spaces); RE2 `(?U)` (ungreedy) and flags set mid-pattern are rejected.

@@ -7,6 +7,7 @@ import { ConfigError } from '../../../shared/errors.ts';
 import { compileRouteConfig, rewritePath } from './route-table.ts';
 import type { CompiledRoute, RouteRequest } from './route-table.ts';
 import { RETRY_ON } from './retry-policy.ts';
+import type { HashContext } from './hash-policy.ts';
 import { request, routeConfig } from './testdata/helpers.ts';
 
 /** Compiles one route (under a `*` virtual host with `vh` extras) and returns it. */
@@ -207,15 +208,17 @@ test('hash policy: header (all values, sorted), cookie (generated when ttl set),
       ],
     },
   }).route!;
-  const ctx = { sourceIp: '10.0.0.1' } as { sourceIp: string; cookieToSet?: { name: string; value: string; ttlMs: number } };
+  const ctx: HashContext = { sourceIp: '10.0.0.1' };
   assert.deepEqual(a.hashPolicy!.hashKeys(req({ headers: ['x-user', 'b', 'cookie', 'a=1; sticky=abc', 'x-user', 'a'], path: '/?shard=7' }), ctx), ['a\u0000b', 'abc', '7']);
   assert.equal(ctx.cookieToSet, undefined);
   const keys = a.hashPolicy!.hashKeys(req(), ctx)!;
   assert.equal(keys.length, 2, 'cookie generated, no shard, falls through to source ip');
   assert.equal(keys[1], '10.0.0.1');
-  assert.equal(ctx.cookieToSet?.name, 'sticky');
-  assert.equal(ctx.cookieToSet?.ttlMs, 60_000);
-  assert.equal(ctx.cookieToSet?.value, keys[0]);
+  // Re-read through the declared type: the earlier assertion narrowed the property to undefined.
+  const cookie = (ctx as HashContext).cookieToSet;
+  assert.equal(cookie?.name, 'sticky');
+  assert.equal(cookie?.ttlMs, 60_000);
+  assert.equal(cookie?.value, keys[0]);
   const none = route({ match: { prefix: '/' }, route: { cluster: 'c', hash_policy: [{ header: { header_name: 'x' } }] } }).route!;
   assert.equal(none.hashPolicy!.hashKeys(req(), { sourceIp: '' }), undefined);
 });

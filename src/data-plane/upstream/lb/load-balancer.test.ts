@@ -243,6 +243,38 @@ describe('createLoadBalancer', () => {
         assert.ok(Math.abs(toP0 / 10000 - 0.7) < 0.02, `P0 got ${toP0 / 10000}`);
       });
 
+      it('chooses the priority as Envoy does: band of (hash mod 100) + 1', () => {
+        const p0 = makeHosts(10, 5, 0, 0); // 70 % of the load
+        const p1 = makeHosts(10, 10, 0, 1);
+        const lb = createLoadBalancer(cluster, [p0, p1], Math.random);
+        const base = 0x123456789abcdef0n;
+        const withRemainder = (r: bigint) => base + ((r - (base % 100n) + 100n) % 100n);
+        for (let i = 0n; i < 20n; i++) {
+          const h69 = withRemainder(69n) + 100n * i * 7919n; // draw 70 → P0
+          const h70 = withRemainder(70n) + 100n * i * 7919n; // draw 71 → P1
+          assert.ok(p0.includes(lb.chooseHost({ hash: h69, random: Math.random })!), `hash ${h69}`);
+          assert.ok(p1.includes(lb.chooseHost({ hash: h70, random: Math.random })!), `hash ${h70}`);
+        }
+      });
+
+      it('shares the table by locality weight with locality_weighted_lb_config', () => {
+        const a = [0, 1].map((i) => makeHost(i, { locality: 'r/a/', localityWeight: 1 }));
+        const b = [2, 3].map((i) => makeHost(i, { locality: 'r/b/', localityWeight: 3 }));
+        const weighted = makeCluster({ lb_policy: policy, common_lb_config: { locality_weighted_lb_config: {} } });
+        const lb = createLoadBalancer(weighted, [[...a, ...b]], Math.random);
+        let toA = 0;
+        for (let i = 0; i < 10000; i++) if (a.includes(lb.chooseHost({ hash: xxhash64(`k${i}`), random: Math.random })!)) toA++;
+        assert.ok(Math.abs(toA / 10000 - 0.25) < 0.04, `locality a got ${toA / 10000}`);
+      });
+
+      it('sends the degraded band of the priority load to degraded hosts', () => {
+        const hosts = makeHosts(10, 5, 5); // health 70, degraded 70 → 70 % healthy, 30 % degraded
+        const lb = createLoadBalancer(cluster, [hosts], Math.random);
+        let degraded = 0;
+        for (let i = 0; i < 10000; i++) if (lb.chooseHost({ hash: xxhash64(`k${i}`), random: Math.random })!.health === 'degraded') degraded++;
+        assert.ok(Math.abs(degraded / 10000 - 0.3) < 0.02, `degraded got ${degraded / 10000}`);
+      });
+
       it('moves to another host when the retry predicate rejects the first', () => {
         const hosts = makeHosts(5);
         const lb = createLoadBalancer(cluster, [hosts], Math.random);

@@ -47,6 +47,42 @@ describe('buildMaglevTable', () => {
     assert.ok(Math.abs(counts[1] / 65537 - 2 / 3) < 0.001, `counts ${counts}`);
   });
 
+  it('builds the same table as a BigInt transcription of Envoy’s MaglevTable', () => {
+    // Envoy: hosts sorted by key; offset = xxHash64(key) % M, skip = xxHash64(key, 1) % (M - 1) + 1; each
+    // round, a host whose weight allows it claims the next free slot of its permutation.
+    function reference(entries: { key: string; weight: number }[], m: number): number[] {
+      const sorted = [...entries].sort((a, b) => (a.key < b.key ? -1 : 1));
+      const max = Math.max(...sorted.map((e) => e.weight));
+      const state = sorted.map((e) => ({
+        offset: xxhash64(e.key) % BigInt(m),
+        skip: (xxhash64(e.key, 1n) % BigInt(m - 1)) + 1n,
+        weight: e.weight,
+        target: 0,
+        next: 0n,
+      }));
+      const out = new Array<number>(m).fill(-1);
+      let filled = 0;
+      for (let iteration = 1; filled < m; iteration++) {
+        state.forEach((s, i) => {
+          if (filled >= m || iteration * s.weight < s.target) return;
+          s.target += max;
+          let c = Number((s.offset + s.skip * s.next) % BigInt(m));
+          while (out[c] >= 0) c = Number((s.offset + s.skip * ++s.next) % BigInt(m));
+          out[c] = i;
+          s.next++;
+          filled++;
+        });
+      }
+      return out;
+    }
+    const hosts = [makeHost(3, { weight: 2 }), makeHost(1, { weight: 1 }), makeHost(2, { weight: 3 })];
+    for (const m of [13, 251, 65537]) {
+      const total = hosts.reduce((a, h) => a + h.weight, 0);
+      const expected = reference(hosts.map((h) => ({ key: h.id, weight: h.weight / total })), m);
+      assert.deepEqual([...maglevSlots(table(hosts, m))!], expected, `table size ${m}`);
+    }
+  });
+
   it('looks a hash up at table[hash mod size]', () => {
     const hosts = Array.from({ length: 5 }, (_, i) => makeHost(i));
     const t = table(hosts);

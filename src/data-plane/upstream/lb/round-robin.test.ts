@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRoundRobinPicker } from './round-robin.ts';
+import { buildWeightedSchedule, createRoundRobinPicker, MAX_SCHEDULE_LENGTH } from './round-robin.ts';
 import { makeHost, seededRandom } from './testing.ts';
 import type { LbContext } from './types.ts';
 
@@ -40,5 +40,24 @@ describe('createRoundRobinPicker', () => {
 
   it('returns undefined for no hosts', () => {
     assert.equal(createRoundRobinPicker([], Math.random).pick(ctx), undefined);
+  });
+});
+
+describe('buildWeightedSchedule', () => {
+  it('is one EDF period with each host exactly weight / gcd times', () => {
+    const schedule = buildWeightedSchedule([300, 100, 200])!;
+    assert.equal(schedule.length, 6);
+    assert.deepEqual([...schedule].sort(), [0, 0, 0, 1, 2, 2]);
+    assert.deepEqual([...schedule], [0, 2, 0, 1, 2, 0]);
+  });
+
+  it('falls back to the live EDF heap for long periods or fractional weights', () => {
+    assert.equal(buildWeightedSchedule([1, MAX_SCHEDULE_LENGTH]), undefined);
+    assert.equal(buildWeightedSchedule([1, 2.5]), undefined);
+    const hosts = [makeHost(0, { weight: 1 }), makeHost(1, { weight: 3 * MAX_SCHEDULE_LENGTH })];
+    const picker = createRoundRobinPicker(hosts, () => 0);
+    let light = 0;
+    for (let i = 0; i < (1 + 3 * MAX_SCHEDULE_LENGTH) * 2; i++) if (picker.pick(ctx) === hosts[0]) light++;
+    assert.equal(light, 2);
   });
 });

@@ -51,11 +51,6 @@ export function shr64(h: number, l: number, r: number): void {
   u64[0] = h >>> r;
 }
 
-/** The uint64 `(hi:lo)` as a BigInt. */
-export function toBigInt(hi: number, lo: number): bigint {
-  return (BigInt(hi) << 32n) | BigInt(lo);
-}
-
 // A BigUint64Array store converts any BigInt modulo 2^64 without allocating; the Uint32Array view over the
 // same bytes then reads the halves. Which index holds the low half depends on the platform's endianness.
 const SPLIT64 = new BigUint64Array(1);
@@ -63,6 +58,13 @@ const SPLIT32 = new Uint32Array(SPLIT64.buffer);
 SPLIT64[0] = 1n;
 const LO_INDEX = SPLIT32[0] === 1 ? 0 : 1;
 const HI_INDEX = 1 - LO_INDEX;
+
+/** The uint64 `(hi:lo)` (each half taken modulo 2^32) as a BigInt, allocating only the result. */
+export function toBigInt(hi: number, lo: number): bigint {
+  SPLIT32[HI_INDEX] = hi;
+  SPLIT32[LO_INDEX] = lo;
+  return SPLIT64[0];
+}
 
 /** Split a BigInt (taken modulo 2^64) into {@link u64} without allocating. */
 export function splitBigInt(value: bigint): void {
