@@ -60,6 +60,9 @@ export interface HcmConfig {
   maxHeadersCount: number;
   streamIdleTimeoutMs: number;
   requestTimeoutMs: number;
+  requestHeadersTimeoutMs: number;
+  /** min of the non-zero request_headers_timeout, request_timeout, stream_idle_timeout: bounds a head (0 = none). */
+  headTimeoutMs: number;
   connectionIdleTimeoutMs: number;
   maxStreamDurationMs: number;
   /** upgrade type (lowercase) → enabled, from upgrade_configs. */
@@ -131,6 +134,12 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
   for (const u of cfg.upgrade_configs) upgrades.set(u.upgrade_type.toLowerCase(), u.enabled?.value ?? true);
   const common = cfg.common_http_protocol_options;
   const maxKb = cfg.max_request_headers_kb?.value ?? 60;
+  // Envoy defaults: stream idle 5 min, request and request-headers timeouts off, connection idle 1 h.
+  const streamIdleTimeoutMs = durationMs(cfg.stream_idle_timeout, 300_000);
+  const requestTimeoutMs = durationMs(cfg.request_timeout, 0);
+  const requestHeadersTimeoutMs = durationMs(cfg.request_headers_timeout, 0);
+  let headTimeoutMs = 0;
+  for (const ms of [requestHeadersTimeoutMs, requestTimeoutMs, streamIdleTimeoutMs]) if (ms > 0 && (headTimeoutMs === 0 || ms < headTimeoutMs)) headTimeoutMs = ms;
   if (diags.length > 0 || routes === undefined) throw new ConfigError(diags, 'http_connection_manager');
   return {
     statPrefix: cfg.stat_prefix,
@@ -138,9 +147,10 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
     codec: cfg.codec_type === 'HTTP1' ? 'HTTP1' : cfg.codec_type === 'HTTP2' ? 'HTTP2' : 'AUTO',
     maxRequestHeadersBytes: maxKb * 1024,
     maxHeadersCount: common?.max_headers_count?.value ?? 100,
-    // Envoy defaults: stream idle 5 min, request timeout off, connection idle 1 h.
-    streamIdleTimeoutMs: durationMs(cfg.stream_idle_timeout, 300_000),
-    requestTimeoutMs: durationMs(cfg.request_timeout, 0),
+    streamIdleTimeoutMs,
+    requestTimeoutMs,
+    requestHeadersTimeoutMs,
+    headTimeoutMs,
     connectionIdleTimeoutMs: durationMs(common?.idle_timeout, 3600_000),
     maxStreamDurationMs: durationMs(common?.max_stream_duration, 0),
     upgrades,
@@ -169,11 +179,13 @@ export class HttpConnectionManagerFilter implements NetworkFilter {
   private h2Sessions = 0;
   private draining = false;
   private readonly onStreamBound: (s: ServerStream) => void;
+  private readonly onHeadTimeoutBound: () => string;
 
   constructor(cfg: HttpConnectionManager__Output, env: HcmEnv) {
     this.env = env;
     this.cfg = compileHcm(cfg, env);
     this.onStreamBound = (s) => this.onStream(s);
+    this.onHeadTimeoutBound = () => this.onHeadTimeout();
   }
 
   onConnection(socket: Socket, info: DownstreamConnectionInfo, head: Buffer, alpn: string): void {
@@ -229,10 +241,33 @@ export class HttpConnectionManagerFilter implements NetworkFilter {
         if (this.h1Conns.delete(c)) st.downstream_cx_http1_active.dec();
       },
       idleTimeoutMs: this.cfg.connectionIdleTimeoutMs,
+      headTimeoutMs: this.cfg.headTimeoutMs,
+      onHeadTimeout: this.onHeadTimeoutBound,
     });
     this.h1Conns.add(c);
     if (this.draining) c.drain();
     socket.resume();
+  }
+
+  /**
+   * An HTTP/1 head did not complete before the first stream timer: count the timer that fired and return
+   * the body of Envoy's 408 for it (ConnectionManagerImpl::ActiveStream::onRequestHeaderTimeout /
+   * onRequestTimeout / onIdleTimeout; 408 because the request is incomplete, per maybeRequestTimeoutCode).
+   */
+  private onHeadTimeout(): string {
+    const c = this.cfg;
+    const st = c.stats;
+    st.downstream_rq_4xx.inc();
+    if (c.headTimeoutMs === c.requestHeadersTimeoutMs) {
+      st.downstream_rq_header_timeout.inc();
+      return 'request header timeout';
+    }
+    if (c.headTimeoutMs === c.requestTimeoutMs) {
+      st.downstream_rq_timeout.inc();
+      return 'request timeout';
+    }
+    st.downstream_rq_idle_timeout.inc();
+    return 'stream timeout';
   }
 
   private onH1ProtocolError(e: H1ParseError): void {

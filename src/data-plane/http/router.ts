@@ -5,7 +5,6 @@
  * semantics, exponential backoff with full jitter, retry circuit breaker), request-id / forwarding
  * headers, header mutations and stats. Errors become Envoy's local replies in one place (`fail`).
  */
-import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { HttpConnectionManagerFilter, HcmConfig } from './hcm.ts';
 import type { RequestHead, ResetReason, ServerStream, UpstreamStream } from './stream.ts';
@@ -23,6 +22,7 @@ import type { H2Pool } from '../upstream/h2-pool.ts';
 import type { PoolCallbacks } from '../upstream/pool-types.ts';
 import type { UpstreamHost } from '../upstream/lb/types.ts';
 import { hashKeysToHash } from '../upstream/lb/xxhash64.ts';
+import { uuidV4 } from '../../shared/request-id.ts';
 
 /** Envoy's reset reason strings, as they appear in local reply bodies and access logs. */
 function resetReasonText(r: ResetReason): string {
@@ -108,6 +108,7 @@ export class ActiveRequest implements PoolCallbacks {
   private globalTimer: NodeJS.Timeout | null = null;
   private perTryTimer: NodeJS.Timeout | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
+  private requestTimer: NodeJS.Timeout | null = null;
   private lastActivity = 0;
   private idleTimeoutMs = 0;
   private timeoutMs = 0;
@@ -145,7 +146,9 @@ export class ActiveRequest implements PoolCallbacks {
       // RFC 9112 §3.2 / RFC 9113 §8.3.1: a request without Host / :authority is malformed.
       return this.localReply(400, 'missing host header');
     }
-    if (this.cfg.streamIdleTimeoutMs > 0) this.armIdle(this.cfg.streamIdleTimeoutMs);
+    // HCM request_timeout: until the whole request is in (or the response starts). A request that ended
+    // with its head is already complete, so only requests with a body pay for the timer.
+    if (this.cfg.requestTimeoutMs > 0 && head.hasBody) this.requestTimer = setTimeout(() => this.onRequestTimeout(), this.cfg.requestTimeoutMs);
     const req: RouteRequest = { authority: head.authority, path: head.path, method: head.method, headers: head.headers, scheme: head.scheme, isTls: this.down.conn.isTls };
     const m = this.cfg.routes.match(req, this.hcm.env.random());
     if (m === undefined) {
@@ -205,12 +208,15 @@ export class ActiveRequest implements PoolCallbacks {
     }
     if (head.upgrade !== '') timeoutMs = 0; // tunnels have no response deadline (Envoy disables it on upgrade)
     this.timeoutMs = timeoutMs;
-    if (action.idleTimeoutMs !== undefined) this.armIdle(action.idleTimeoutMs);
     this.upHead = this.buildUpstreamHead(req, action.hashPolicy !== undefined);
     this.bufferForRetry = this.retry !== undefined && this.retry.numRetries > 0;
     this.bodyLimit = route.perRequestBufferLimitBytes ?? cluster.perConnectionBufferLimitBytes;
     if (!head.hasBody) this.requestComplete = true;
     if (this.requestComplete && timeoutMs > 0) this.armGlobalTimeout();
+    // Stream idle timeout (route idle_timeout, else the HCM's): only armed when it can fire before the
+    // route timeout, which saves a timer per request in the common case (GET, 15 s route, 5 min idle).
+    const idleMs = action.idleTimeoutMs ?? this.cfg.streamIdleTimeoutMs;
+    if (idleMs > 0 && !(this.globalTimer !== null && timeoutMs <= idleMs)) this.armIdle(idleMs);
     this.startAttempt();
   }
 
@@ -260,7 +266,7 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.cfg.generateRequestId) {
       const id = getHeader(h, 'x-request-id');
       if (id === undefined || id === '' || (this.cfg.useRemoteAddress && !this.cfg.preserveExternalRequestId)) {
-        this.requestId = randomUUID();
+        this.requestId = uuidV4();
         setHeader(h, 'x-request-id', this.requestId);
       } else this.requestId = id;
     }
@@ -281,7 +287,8 @@ export class ActiveRequest implements PoolCallbacks {
     }
     const path = down.path === '' ? '' : rewritePath(route, down.path);
     if (path !== down.path) h.push('x-envoy-original-path', down.path);
-    applyHeaderMutations(h, requestHeaderChain(route, this.pick), this.formatCtx());
+    const chain = requestHeaderChain(route, this.pick);
+    if (chain.length > 0) applyHeaderMutations(h, chain, this.formatCtx());
     return {
       method: down.method,
       path,
@@ -310,7 +317,10 @@ export class ActiveRequest implements PoolCallbacks {
         shouldSelectAnotherHost: prev !== null && this.retry?.retryHostPredicates.some((p) => p.endsWith('previous_hosts')) ? (hh) => prev.includes(hh) : undefined,
         hostSelectionRetryMaxAttempts: this.retry?.hostSelectionRetryMaxAttempts,
       },
-      { address: this.down.conn.originalDstAddress, port: this.down.conn.originalDstPort },
+      // ORIGINAL_DST only: the connection's original destination, overridden by the cluster's
+      // original_dst_lb_config header when enabled (first value, as Envoy reads it).
+      cluster.type === 'ORIGINAL_DST' ? { address: this.down.conn.originalDstAddress, port: this.down.conn.originalDstPort } : undefined,
+      cluster.originalDstHeader === undefined ? undefined : getHeader(this.down.head.headers, cluster.originalDstHeader),
     );
     if (host === undefined) {
       cluster.stats.upstream_cx_none_healthy.inc();
@@ -318,7 +328,7 @@ export class ActiveRequest implements PoolCallbacks {
     }
     if (cluster.resources.requests >= cluster.thresholds.maxRequests) {
       cluster.stats.upstream_rq_pending_overflow.inc();
-      return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow');
+      return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', true);
     }
     this.host = host;
     (this.attemptedHosts ??= []).push(host);
@@ -332,7 +342,7 @@ export class ActiveRequest implements PoolCallbacks {
     const pool = cluster.newStream(host, this.down.head.protocol === 'HTTP/2', this);
     if (pool === undefined) {
       this.releaseHost();
-      return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow');
+      return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', true);
     }
     if (this.up === null) this.pool = pool;
   }
@@ -353,6 +363,7 @@ export class ActiveRequest implements PoolCallbacks {
     stream.onEnd = (t) => this.onUpEnd(stream, t);
     stream.onReset = (r, d) => this.onUpReset(stream, r, d);
     stream.onWritable = () => this.down.resumeRequest();
+    stream.flushTarget = this.down;
     if (this.down.head.upgrade !== '') stream.onUpgrade = (status, headers, socket, head) => this.onUpUpgrade(status, headers, socket, head);
     const head = this.upHead!;
     if (this.retry?.numRetries && this.attempt > 1 && this.match!.virtualHost.includeRequestAttemptCount) {
@@ -397,6 +408,7 @@ export class ActiveRequest implements PoolCallbacks {
       }
     }
     this.clearPerTry();
+    this.clearRequestTimer();
     this.responseStarted = true;
     this.countUpstreamStatus(status);
     if (this.attempt > 1) cluster.stats.upstream_rq_retry_success.inc();
@@ -404,6 +416,7 @@ export class ActiveRequest implements PoolCallbacks {
     if (!this.cfg.suppressEnvoyHeaders) headers.push('x-envoy-upstream-service-time', String(Math.round(this.hcm.env.now() - this.upstreamStartMs)));
     this.decorateResponse(headers);
     this.down.respond(status, headers, endStream);
+    if (!stream.batchesReads) this.down.flush();
     this.countDownstreamStatus(status);
     if (endStream) this.finish(true);
   }
@@ -438,7 +451,9 @@ export class ActiveRequest implements PoolCallbacks {
       return;
     }
     const prefix = this.attempt > 1 ? 'retried and the latest reset reason: ' : 'reset reason: ';
-    const transport = detail !== '' && (reason === 'connect-failure' || reason === 'connect-timeout') ? `, transport failure reason: ${detail}` : '';
+    // Envoy reports a transport failure reason for refused/failed connects only; a connect timeout reads
+    // "reset reason: connection timeout" alone.
+    const transport = detail !== '' && reason === 'connect-failure' ? `, transport failure reason: ${detail}` : '';
     this.localReply(503, `upstream connect error or disconnect/reset before headers. ${prefix}${resetReasonText(reason)}${transport}`);
   }
 
@@ -528,7 +543,7 @@ export class ActiveRequest implements PoolCallbacks {
   private countUpstreamStatus(status: number): void {
     const s = this.cluster!.stats;
     statusClassCounter(status, s.upstream_rq_1xx, s.upstream_rq_2xx, s.upstream_rq_3xx, s.upstream_rq_4xx, s.upstream_rq_5xx).inc();
-    s.scope.counter(`upstream_rq_${status}`).inc();
+    this.cluster!.statusCounter(status).inc();
   }
 
   private countDownstreamStatus(status: number): void {
@@ -546,7 +561,10 @@ export class ActiveRequest implements PoolCallbacks {
       setHeader(headers, 'via', via === undefined ? this.cfg.via : `${via}, ${this.cfg.via}`);
     }
     const m = this.match;
-    if (m !== undefined) applyHeaderMutations(headers, responseHeaderChain(m.route, this.pick), this.formatCtx());
+    if (m !== undefined) {
+      const chain = responseHeaderChain(m.route, this.pick);
+      if (chain.length > 0) applyHeaderMutations(headers, chain, this.formatCtx());
+    }
   }
 
   // ---- WebSocket / CONNECT tunnels -------------------------------------------------------
@@ -634,7 +652,11 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.done) return;
     this.requestComplete = true;
     this.trailers = trailers;
-    if (this.timeoutMs > 0 && this.globalTimer === null && this.cluster !== undefined) this.armGlobalTimeout();
+    this.clearRequestTimer();
+    if (this.timeoutMs > 0 && this.globalTimer === null && this.cluster !== undefined) {
+      this.armGlobalTimeout();
+      if (this.idleTimer !== null && this.timeoutMs <= this.idleTimeoutMs) this.clearIdle();
+    }
     const up = this.up;
     if (up !== null && this.upstreamSent && this.upHead!.hasBody) {
       up.end(trailers);
@@ -744,10 +766,39 @@ export class ActiveRequest implements PoolCallbacks {
       this.pool = undefined;
     }
     this.releaseHost();
+    // Envoy's maybeRequestTimeoutCode: 408 while the client still owes request bytes, 504 once it sent them all.
     if (this.responseStarted) {
       this.down.reset();
       this.finish(false);
-    } else this.localReply(504, 'stream timeout');
+    } else this.localReply(this.requestComplete ? 504 : 408, 'stream timeout');
+  }
+
+  /** HCM request_timeout fired before the request was complete: Envoy's onRequestTimeout. */
+  private onRequestTimeout(): void {
+    this.requestTimer = null;
+    if (this.done || this.requestComplete) return;
+    this.cfg.stats.downstream_rq_timeout.inc();
+    if (this.up !== null) {
+      this.up.reset();
+      this.up = null;
+      this.cluster?.stats.upstream_rq_tx_reset.inc();
+    }
+    if (this.pool !== undefined) {
+      this.pool.cancel(this);
+      this.pool = undefined;
+    }
+    this.releaseHost();
+    if (this.responseStarted) {
+      this.down.reset();
+      this.finish(false);
+    } else this.localReply(408, 'request timeout');
+  }
+
+  private clearRequestTimer(): void {
+    if (this.requestTimer !== null) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = null;
+    }
   }
 
   private clearPerTry(): void {
@@ -773,11 +824,16 @@ export class ActiveRequest implements PoolCallbacks {
 
   // ---- completion ------------------------------------------------------------------------
 
-  private localReply(status: number, body: string): void {
+  /**
+   * `overloaded`: the request was dropped by a circuit breaker; Envoy's router (onUpstreamAbort with
+   * dropped = true) then adds `x-envoy-overloaded: true` unless suppress_envoy_headers is set.
+   */
+  private localReply(status: number, body: string, overloaded = false): void {
     if (this.done) return;
     this.countDownstreamStatus(status);
     const h: string[] = [];
     if (this.cfg.alwaysSetRequestIdInResponse && this.requestId !== '') h.push('x-request-id', this.requestId);
+    if (overloaded && !this.cfg.suppressEnvoyHeaders) h.push('x-envoy-overloaded', 'true');
     sendLocalReply(this.down, status, body, h, this.cfg.serverName);
     this.finish(true);
   }
@@ -803,6 +859,7 @@ export class ActiveRequest implements PoolCallbacks {
     this.clearPerTry();
     this.clearGlobal();
     this.clearIdle();
+    this.clearRequestTimer();
     this.releaseHost();
     if (this.pool !== undefined) {
       this.pool.cancel(this);

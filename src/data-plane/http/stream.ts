@@ -66,6 +66,8 @@ export interface ServerStream {
   readonly conn: DownstreamConnectionInfo;
   /** Asks the codec to close the connection after this response (drain). */
   closeAfterResponse(): void;
+  /** Writes out anything the codec holds back to coalesce writes (a response head waiting for its body). */
+  flush(): void;
 }
 
 export interface DownstreamConnectionInfo {
@@ -90,6 +92,14 @@ export interface UpstreamStream {
   onWritable: () => void;
   /** For HTTP/1.1 Upgrade / CONNECT: after a 101 (or 2xx to CONNECT), the raw socket for tunnelling. */
   onUpgrade: ((status: number, headers: string[], socket: import('node:net').Socket, head: Buffer) => void) | null;
+
+  /**
+   * Set by the router when the codec delivers reads in batches: after each batch of callbacks (one
+   * socket read) the codec calls `flushTarget.flush()`, so a response head and the body bytes that
+   * came in the same read leave in one write. Codecs without batching leave it unused.
+   */
+  flushTarget: { flush(): void } | null;
+  readonly batchesReads: boolean;
 
   sendHeaders(head: RequestHead, endStream: boolean): void;
   write(chunk: Buffer): boolean;

@@ -3,6 +3,7 @@
  * balancer, connection pools per host and protocol, circuit breakers and Envoy's cluster stats.
  */
 import dns from 'node:dns';
+import { isIP } from 'node:net';
 import type tls from 'node:tls';
 import type { Cluster__Output } from '../../xds/gen/envoy/config/cluster/v3/Cluster.ts';
 import type { HttpProtocolOptions__Output } from '../../xds/gen/envoy/extensions/upstreams/http/v3/HttpProtocolOptions.ts';
@@ -11,7 +12,7 @@ import { unpackAny } from '../../xds/any.ts';
 import { ConfigError, type Diagnostic } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.ts';
-import { createLoadBalancer, type LoadBalancer, type LbContext, type UpstreamHost } from './lb/load-balancer.ts';
+import { createLoadBalancerFromSettings, parseLbSettings, type LbSettings, type LoadBalancer, type LbContext, type UpstreamHost } from './lb/load-balancer.ts';
 import { createUpstreamTls } from '../tls/context.ts';
 import { resolveDataSource } from '../data-source.ts';
 import { H1Pool } from './h1-pool.ts';
@@ -31,7 +32,7 @@ const COUNTERS = [
   'upstream_rq_retry_backoff_exponential', 'upstream_rq_1xx', 'upstream_rq_2xx', 'upstream_rq_3xx', 'upstream_rq_4xx',
   'upstream_rq_5xx', 'membership_change', 'lb_healthy_panic', 'upstream_cx_none_healthy', 'retry_or_shadow_abandoned',
   'upstream_cx_rx_bytes_total', 'upstream_cx_tx_bytes_total', 'update_attempt', 'update_success', 'update_failure',
-  'upstream_rq_maintenance_mode',
+  'upstream_rq_maintenance_mode', 'original_dst_host_invalid',
 ] as const;
 const GAUGES = ['upstream_cx_active', 'upstream_rq_active', 'upstream_rq_pending_active', 'membership_healthy', 'membership_total', 'membership_degraded'] as const;
 
@@ -79,6 +80,16 @@ export class ClusterRuntime {
   private readonly verifyPeer: ConnectOptions['verifyPeer'];
   private hostsByPriority: UpstreamHost[][] = [];
   private lb: LoadBalancer | undefined;
+  /** Validated once per Cluster version; undefined for ORIGINAL_DST (CLUSTER_PROVIDED: no balancer). */
+  private readonly lbSettings: LbSettings | undefined;
+  /**
+   * ORIGINAL_DST with `original_dst_lb_config.use_http_header`: the lowercase request header that overrides
+   * the connection's original destination (default `x-envoy-original-dst-host`), else undefined.
+   */
+  readonly originalDstHeader: string | undefined;
+  private readonly originalDstPortOverride: number | undefined;
+  private readonly cleanupIntervalMs: number;
+  private cleanupTimer: NodeJS.Timeout | null = null;
   private readonly h1Pools = new Map<UpstreamHost, H1Pool>();
   private readonly h2Pools = new Map<UpstreamHost, H2Pool>();
   private readonly env: ClusterEnv;
@@ -139,6 +150,25 @@ export class ClusterRuntime {
       }
     }
     this.tlsEnabled = this.tlsOptions !== undefined;
+    // Envoy: "Only 'CLUSTER_PROVIDED' is allowed with cluster type 'ORIGINAL_DST'"; every other type needs a
+    // policy we implement (parseLbSettings rejects CLUSTER_PROVIDED there). Errors surface at load time.
+    if (this.type === 'ORIGINAL_DST') {
+      if (config.lb_policy !== 'CLUSTER_PROVIDED') {
+        diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path: 'lb_policy', message: `lb_policy ${config.lb_policy} is not valid for cluster type ORIGINAL_DST; only CLUSTER_PROVIDED is allowed` });
+      }
+      const od = config.original_dst_lb_config;
+      this.originalDstHeader = od?.use_http_header ? (od.http_header_name || 'x-envoy-original-dst-host').toLowerCase() : undefined;
+      this.originalDstPortOverride = od?.upstream_port_override?.value;
+    } else {
+      try {
+        this.lbSettings = parseLbSettings(config);
+      } catch (err) {
+        if (err instanceof ConfigError) diags.push(...err.diagnostics);
+        else throw err;
+      }
+    }
+    // cluster.proto cleanup_interval: unused original-destination hosts are dropped after it (default 5 s).
+    this.cleanupIntervalMs = durationMs(config.cleanup_interval, 5000);
     if (diags.length > 0) throw new ConfigError(diags, `cluster ${config.name}`);
   }
 
@@ -212,6 +242,9 @@ export class ClusterRuntime {
 
   /** Replaces the host set (static, DNS or EDS). Keeps host objects (and their pools) that didn't change. */
   setHosts(next: UpstreamHost[][]): void {
+    // A DNS refresh that resolves to the same addresses is not a membership change (Envoy compares the
+    // host lists before updating), so the balancer keeps its state and membership_change stays put.
+    if (this.lb !== undefined && sameHosts(this.hostsByPriority, next)) return;
     const old = new Map<string, UpstreamHost>();
     for (const p of this.hostsByPriority) for (const h of p) old.set(`${h.id}/${h.priority}`, h);
     const merged = next.map((p) =>
@@ -230,10 +263,16 @@ export class ClusterRuntime {
     );
     for (const gone of old.values()) this.closePools(gone);
     this.hostsByPriority = merged;
+    const total = this.updateMembershipStats();
+    this.lb = total > 0 && this.lbSettings !== undefined ? createLoadBalancerFromSettings(this.lbSettings, merged, this.env.random) : undefined;
+  }
+
+  /** Sets the membership gauges from hostsByPriority and counts a membership change; returns the host count. */
+  private updateMembershipStats(): number {
     let total = 0;
     let healthy = 0;
     let degraded = 0;
-    for (const p of merged) for (const h of p) {
+    for (const p of this.hostsByPriority) for (const h of p) {
       total++;
       if (h.health === 'healthy') healthy++;
       else if (h.health === 'degraded') degraded++;
@@ -242,7 +281,7 @@ export class ClusterRuntime {
     this.stats.membership_healthy.set(healthy);
     this.stats.membership_degraded.set(degraded);
     this.stats.membership_change.inc();
-    this.lb = total > 0 ? createLoadBalancer(this.config, merged, this.env.random) : undefined;
+    return total;
   }
 
   private closePools(h: UpstreamHost): void {
@@ -252,21 +291,68 @@ export class ClusterRuntime {
     this.h2Pools.delete(h);
   }
 
-  /** Picks a host for a request; undefined means "no healthy upstream". */
-  chooseHost(ctx: LbContext, originalDst?: { address: string; port: number }): UpstreamHost | undefined {
-    if (this.type === 'ORIGINAL_DST') return originalDst === undefined ? undefined : this.originalDstHost(originalDst.address, originalDst.port);
-    return this.lb?.chooseHost(ctx);
+  /**
+   * Picks a host for a request; undefined means "no healthy upstream".
+   * @param originalDst the downstream connection's original destination (ORIGINAL_DST clusters only).
+   * @param overrideDst the value of {@link originalDstHeader} on the request, when the cluster has one.
+   */
+  chooseHost(ctx: LbContext, originalDst?: { address: string; port: number }, overrideDst?: string): UpstreamHost | undefined {
+    if (this.type !== 'ORIGINAL_DST') return this.lb?.chooseHost(ctx);
+    if (overrideDst !== undefined) {
+      // Envoy's original_dst LB: the header must hold a resolved `ip:port`; anything else is counted and
+      // gets no host (503), it never falls back to the connection's address.
+      const dst = parseIpPort(overrideDst);
+      if (dst === undefined) {
+        this.stats.original_dst_host_invalid.inc();
+        return undefined;
+      }
+      return this.originalDstHost(dst.address, dst.port);
+    }
+    return originalDst === undefined ? undefined : this.originalDstHost(originalDst.address, originalDst.port);
   }
 
   private readonly origHosts = new Map<string, UpstreamHost>();
-  private originalDstHost(address: string, port: number): UpstreamHost {
-    const id = `${address}:${port}`;
+  /** Original-destination hosts picked since the last cleanup (Envoy's per-host `used` flag). */
+  private readonly origUsed = new Set<UpstreamHost>();
+
+  private originalDstHost(address: string, dstPort: number): UpstreamHost {
+    const port = this.originalDstPortOverride ?? dstPort;
+    const id = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
     let h = this.origHosts.get(id);
     if (h === undefined) {
-      h = { id, address, port, weight: 1, priority: 0, locality: '', localityWeight: 1, health: 'healthy', activeRequests: 0 };
+      h = { id, address, port, weight: 1, priority: 0, locality: '', localityWeight: 0, health: 'healthy', activeRequests: 0 };
       this.origHosts.set(id, h);
+      this.publishOriginalDstHosts();
+      if (this.cleanupTimer === null && !this.closed) {
+        // Hosts come from requests (possibly from a client-chosen header), so they must not accumulate.
+        this.cleanupTimer = setInterval(() => this.cleanupOriginalDstHosts(), this.cleanupIntervalMs);
+        this.cleanupTimer.unref();
+      }
     }
+    this.origUsed.add(h);
     return h;
+  }
+
+  private publishOriginalDstHosts(): void {
+    this.hostsByPriority = [[...this.origHosts.values()]];
+    this.updateMembershipStats();
+  }
+
+  /** Envoy's OriginalDstCluster::cleanup: drops hosts neither used since the last run nor busy. */
+  private cleanupOriginalDstHosts(): void {
+    let removed = false;
+    for (const [id, h] of this.origHosts) {
+      if (this.origUsed.has(h) || h.activeRequests > 0) continue;
+      this.origHosts.delete(id);
+      this.closePools(h);
+      removed = true;
+    }
+    this.origUsed.clear();
+    if (removed) this.publishOriginalDstHosts();
+    if (this.origHosts.size === 0 && this.cleanupTimer !== null) {
+      clearInterval(this.cleanupTimer);
+      this.cleanupTimer = null;
+    }
   }
 
   /** Asks the host's pool for a stream; false = circuit breaker overflow. */
@@ -301,6 +387,12 @@ export class ClusterRuntime {
     return this.env.now();
   }
 
+  private readonly codeCounters: Counter[] = [];
+  /** `cluster.<name>.upstream_rq_<code>`, created on first use and cached (no per-request lookup). */
+  statusCounter(status: number): Counter {
+    return (this.codeCounters[status] ??= this.stats.scope.counter(`upstream_rq_${status}`));
+  }
+
   hosts(): readonly UpstreamHost[][] {
     return this.hostsByPriority;
   }
@@ -312,11 +404,57 @@ export class ClusterRuntime {
   close(): void {
     this.closed = true;
     if (this.dnsTimer !== null) clearTimeout(this.dnsTimer);
+    if (this.cleanupTimer !== null) clearInterval(this.cleanupTimer);
     for (const p of this.h1Pools.values()) p.close();
     for (const p of this.h2Pools.values()) p.close();
     this.h1Pools.clear();
     this.h2Pools.clear();
   }
+}
+
+/** Same hosts, weights, health and localities in the same order (a no-op update). */
+function sameHosts(a: readonly UpstreamHost[][], b: readonly UpstreamHost[][]): boolean {
+  if (a.length !== b.length) return false;
+  for (let p = 0; p < a.length; p++) {
+    const x = a[p];
+    const y = b[p];
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) {
+      const h = x[i];
+      const k = y[i];
+      if (h.id !== k.id || h.weight !== k.weight || h.health !== k.health || h.locality !== k.locality || h.localityWeight !== k.localityWeight) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * `ip:port` or `[ipv6]:port` as Envoy's parseInternetAddressAndPortNoThrow accepts it (no names: the
+ * original-destination header must carry a resolved address), else undefined.
+ */
+export function parseIpPort(s: string): { address: string; port: number } | undefined {
+  let address: string;
+  let portText: string;
+  if (s.startsWith('[')) {
+    const end = s.indexOf(']:');
+    if (end < 0) return undefined;
+    address = s.slice(1, end);
+    portText = s.slice(end + 2);
+    if (isIP(address) !== 6) return undefined;
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon < 0) return undefined;
+    address = s.slice(0, colon);
+    portText = s.slice(colon + 1);
+    if (isIP(address) !== 4) return undefined;
+  }
+  if (portText.length === 0 || portText.length > 5) return undefined;
+  for (let i = 0; i < portText.length; i++) {
+    const c = portText.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
+  }
+  const port = Number(portText);
+  return port <= 65535 ? { address, port } : undefined;
 }
 
 /** Hosts from `load_assignment`, grouped by priority; `resolve` maps an endpoint address to IPs. */

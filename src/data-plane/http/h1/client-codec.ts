@@ -33,6 +33,8 @@ export class H1ClientConnection implements UpstreamStream {
   onReset: (reason: ResetReason, detail: string) => void = noopReset;
   onWritable: () => void = noop;
   onUpgrade: UpstreamStream['onUpgrade'] = null;
+  flushTarget: { flush(): void } | null = null;
+  readonly batchesReads = true;
   /** A request is in flight on this connection. */
   busy = false;
   closed = false;
@@ -80,6 +82,7 @@ export class H1ClientConnection implements UpstreamStream {
     this.onReset = noopReset;
     this.onWritable = noop;
     this.onUpgrade = null;
+    this.flushTarget = null;
     this.requests++;
   }
 
@@ -162,7 +165,9 @@ export class H1ClientConnection implements UpstreamStream {
       return;
     }
     this.gotResponseBytes = true;
+    const ft = this.flushTarget;
     const n = this.parser.execute(data);
+    if (ft !== null) ft.flush();
     if (n < data.length && this.isUpgrade && !this.closed) {
       this.upgradeLeftover = data.subarray(n);
     }
@@ -227,6 +232,9 @@ export class H1ClientConnection implements UpstreamStream {
 
   private release(): void {
     this.busy = false;
+    // Drop every reference to the finished request so an idle pooled connection retains nothing of it.
+    this.flushTarget = null;
+    this.onUpgrade = null;
     this.onHeaders = noopHeaders;
     this.onData = noopData;
     this.onEnd = noopEnd;

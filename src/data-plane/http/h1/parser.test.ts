@@ -295,6 +295,10 @@ describe('H1Parser requests', () => {
     assertRejected('GET index.html HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'H1_INVALID_TARGET');
     assertRejected('GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'H1_INVALID_TARGET');
     assertRejected('GET /caf\xe9 HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'H1_INVALID_TARGET');
+    // Start lines shorter than their fixed-length parts, alone in the input (found by the fuzzer).
+    assertRejected('GET / HTTP\r\n\r\n', 400, 'H1_INVALID_VERSION');
+    assertRejected('GET / H\r\nHost: a\r\n\r\n', 400, 'H1_INVALID_VERSION');
+    assertRejected('\r\nGET x 0\r\n\r\n', 400, 'H1_INVALID_VERSION');
     assertRejected('GET / HTTP/2.0\r\nHost: a\r\n\r\n', 505, 'H1_UNSUPPORTED_VERSION');
     assertRejected('GET / HTTP/0.9\r\nHost: a\r\n\r\n', 505, 'H1_UNSUPPORTED_VERSION');
     assertRejected('GET / HTTP/1.2\r\nHost: a\r\n\r\n', 505, 'H1_UNSUPPORTED_VERSION');
@@ -605,6 +609,8 @@ describe('H1Parser responses', () => {
       assert.equal(rec.events.filter((e) => e.type === 'response').length, 0);
     };
     bad('HTTP/1.1 20 OK\r\n\r\n', 'H1_INVALID_STATUS_LINE');
+    bad('HTTP/1.1 20\r\n\r\n', 'H1_INVALID_STATUS_LINE');
+    bad('HTTP/1\r\n\r\n', 'H1_INVALID_STATUS_LINE');
     bad('HTTP/1.1 2000 OK\r\n\r\n', 'H1_INVALID_STATUS_LINE');
     bad('HTTP/1.1 099 OK\r\n\r\n', 'H1_INVALID_STATUS_LINE');
     bad('HTTP/1.1  200 OK\r\n\r\n', 'H1_INVALID_STATUS_LINE');

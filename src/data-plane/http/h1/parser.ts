@@ -6,9 +6,12 @@
  * is never parsed.
  *
  * Design (why it is fast):
- * - A head (or a trailer section) is located with one `Buffer#indexOf(CRLFCRLF)` (native memmem), turned into
- *   ONE latin1 string, then scanned with `charCodeAt` and table lookups. Names/values are `slice`s of that
- *   string, so a head costs one native decode instead of two per header. No regular expressions anywhere.
+ * - A head (or trailer section) complete in the input is parsed in place in one pass over its bytes: typed-array
+ *   reads and 256-entry class tables validate every byte and record field offsets. Only then is the head decoded
+ *   with ONE latin1 `toString`, and names/values are `slice`s of that string (one native call per head instead
+ *   of two per field; scanning the decoded string with `charCodeAt` instead measured ~2x slower). No regular
+ *   expressions anywhere. Header strings may therefore share memory with their head (V8 sliced strings):
+ *   bounded by `maxHeaderBytes`.
  * - A head split across `execute` calls is copied into one bounded per-parser buffer; only the new bytes are
  *   examined on each call (linear in the input even when fed a byte at a time), bare CR / bare LF are reported
  *   as soon as they arrive, and the buffer never grows past `maxHeaderBytes`.
@@ -65,7 +68,10 @@ export type BodyKind = 'none' | 'length' | 'chunked' | 'eof';
 
 /** Bounds enforced by the parser (RELIABILITY rows 6 and 7; Envoy defaults). */
 export interface H1Limits {
-  /** Max bytes of a head (start line + field lines + CRLFs), and separately of a trailer section. Default 60 KiB (Envoy `max_request_headers_kb`). Exceeded → 431. */
+  /**
+   * Max bytes of a head (start line + field lines + CRLFs), and separately of a trailer section. Default 60 KiB
+   * (Envoy `max_request_headers_kb`); capped at 2^29 - 1. Exceeded → 431.
+   */
   maxHeaderBytes: number;
   /** Max field lines in a head, and separately in a trailer section. Default 100 (Envoy `max_headers_count`). Exceeded → 431. */
   maxHeadersCount: number;
@@ -291,7 +297,8 @@ export class H1Parser {
    */
   constructor(kind: H1Kind, limits?: Partial<H1Limits>) {
     this.kind = kind;
-    this.maxHeaderBytes = limits?.maxHeaderBytes ?? H1_DEFAULT_LIMITS.maxHeaderBytes;
+    // Field offsets are packed into 29 bits (fieldOffs), far above any sane head size.
+    this.maxHeaderBytes = Math.min(limits?.maxHeaderBytes ?? H1_DEFAULT_LIMITS.maxHeaderBytes, NAME_END_MASK);
     this.maxHeadersCount = limits?.maxHeadersCount ?? H1_DEFAULT_LIMITS.maxHeadersCount;
     this.maxChunkExtBytes = limits?.maxChunkExtBytes ?? H1_DEFAULT_LIMITS.maxChunkExtBytes;
     this.fieldOffs = new Int32Array(this.maxHeadersCount * 4);
@@ -384,6 +391,14 @@ export class H1Parser {
     this.fail(400, 'H1_UNEXPECTED_EOF', 'connection closed before the message was complete');
   }
 
+  /**
+   * True while part of a head has arrived but not its end: the window Envoy's request_headers_timeout (and the
+   * stream timers that start with the stream) guard against slowloris clients.
+   */
+  get hasPartialHead(): boolean {
+    return this.state === S_HEAD && this.blockLen > 0;
+  }
+
   /** Returns the parser to its initial state (same kind, limits and callbacks), e.g. to reuse it from a pool. */
   reset(): void {
     this.state = S_HEAD;
@@ -468,8 +483,14 @@ export class H1Parser {
           this.blockLen = 0;
           if (buf.length > KEEP_BLOCK_BUFFER_BYTES) this.blockBuf = null;
           const r = this.parseBlock(buf, 0, blockEnd);
-          if (r === FAILED) return pos + (i - oldLen);
-          // The first CRLFCRLF ends the first empty line, so a complete block always parses to its end.
+          if (r === NEED_MORE) {
+            // Only the fixed-length start-line lookaheads (HTTP-version, status code) can run past the end of a
+            // complete block: the start line is too short to be valid.
+            if (this.kind === H1_KIND_REQUEST) this.fail(400, 'H1_INVALID_VERSION', 'truncated request-line');
+            else this.fail(400, 'H1_INVALID_STATUS_LINE', 'truncated status-line');
+          }
+          if (r < 0) return pos + (i - oldLen);
+          // The first CRLFCRLF ends the first empty line, so a complete block parses to its end.
           return pos + (blockEnd - oldLen);
         }
       }
@@ -1110,7 +1131,6 @@ export class H1Parser {
     const budget = this.maxChunkExtBytes - this.extBytes;
     for (; pos < end; pos++) {
       if (pos - start >= budget) {
-        this.extBytes = this.maxChunkExtBytes + 1;
         this.fail(413, 'H1_CHUNK_EXTENSION_TOO_LARGE', 'chunk extensions too large');
         return pos;
       }

@@ -21,6 +21,14 @@ export interface H1ServerOptions {
   onClose: () => void;
   /** Idle connection timeout (no request in flight), 0 = none. */
   idleTimeoutMs: number;
+  /**
+   * Longest a head may take from its first byte to its end, 0 = none. Envoy starts request_headers_timeout,
+   * request_timeout and stream_idle_timeout when the stream begins (first byte), and only the end of the head
+   * is an event that could stop or reset them, so the first of them to fire bounds the head.
+   */
+  headTimeoutMs?: number;
+  /** The head timer fired: count it and return the 408 body Envoy sends for the timer that fired. */
+  onHeadTimeout?: () => string;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -31,10 +39,6 @@ const BODY_NONE = 0;
 const BODY_LENGTH = 1;
 const BODY_CHUNKED = 2;
 const BODY_CLOSE = 3;
-
-function uncorkSocket(s: Socket): void {
-  s.uncork();
-}
 
 class H1ServerStream implements ServerStream {
   readonly head: RequestHead;
@@ -81,7 +85,9 @@ class H1ServerStream implements ServerStream {
       }
       s += n + ': ' + headers[i + 1] + '\r\n';
     }
-    if (this.c.draining) this.keepAlive = false;
+    // Envoy (ActiveStream::encodeHeaders): a response before the request is complete makes an HTTP/1
+    // connection close, since the rest of the request is unread; say so with Connection: close.
+    if (this.c.draining || !this.requestDone) this.keepAlive = false;
     if (status === 101) {
       s += 'connection: upgrade\r\n';
       this.bodyMode = BODY_NONE;
@@ -104,16 +110,38 @@ class H1ServerStream implements ServerStream {
       if (!this.keepAlive) s += 'connection: close\r\n';
       else if (this.head.protocol === 'HTTP/1.0') s += 'connection: keep-alive\r\n';
     }
-    const sock = this.c.socket;
-    sock.cork();
-    sock.write(s + '\r\n', 'latin1');
-    process.nextTick(uncorkSocket, sock);
-    if (endStream) this.finishResponse();
+    // The head waits for the first body chunk (or end / flush) so head and body leave in one write.
+    this.pendingHead = s + '\r\n';
+    if (endStream) {
+      this.flush();
+      this.finishResponse();
+    }
+  }
+
+  /** Head not yet written: joined with the first body chunk into one socket write. */
+  private pendingHead = '';
+
+  /** Writes a pending response head now (the router calls this at the end of an upstream read). */
+  flush(): void {
+    if (this.pendingHead !== '') {
+      const h = this.pendingHead;
+      this.pendingHead = '';
+      if (!this.c.closed) this.c.socket.write(h, 'latin1');
+    }
   }
 
   write(chunk: Buffer): boolean {
     if (this.responseDone || this.c.closed || chunk.length === 0) return true;
     const sock = this.c.socket;
+    if (this.pendingHead !== '' && this.bodyMode === BODY_LENGTH) {
+      const h = this.pendingHead;
+      this.pendingHead = '';
+      const out = Buffer.allocUnsafe(h.length + chunk.length);
+      out.write(h, 0, 'latin1');
+      chunk.copy(out, h.length);
+      return sock.write(out);
+    }
+    this.flush();
     if (this.bodyMode === BODY_CHUNKED) {
       sock.write(chunk.length.toString(16) + '\r\n', 'latin1');
       sock.write(chunk);
@@ -126,6 +154,7 @@ class H1ServerStream implements ServerStream {
   end(trailers: string[] | null): void {
     if (this.responseDone || this.c.closed) return;
     if (!this.responseStarted) this.respond(200, [], false);
+    this.flush();
     if (this.bodyMode === BODY_CHUNKED) {
       if (trailers !== null && trailers.length > 0) {
         let s = '0\r\n';
@@ -149,6 +178,7 @@ class H1ServerStream implements ServerStream {
 
   reset(): void {
     if (this.c.closed) return;
+    this.pendingHead = '';
     this.responseDone = true;
     this.c.destroy();
   }
@@ -167,11 +197,15 @@ class H1ServerStream implements ServerStream {
 
   /** For an accepted Upgrade: hands over the raw socket and the bytes read past the head. */
   takeSocket(): { socket: Socket; head: Buffer } {
+    this.flush();
     return this.c.detach();
   }
 }
 
 function noop(): void {}
+function onIdleTimer(c: H1ServerConnection): void {
+  c.onIdle();
+}
 function noopData(_c: Buffer): void {}
 function noopEnd(_t: string[] | null): void {}
 function noopReset(_r: ResetReason): void {}
@@ -189,6 +223,7 @@ export class H1ServerConnection {
   draining = false;
   private detached = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  private headTimer: NodeJS.Timeout | null = null;
 
   constructor(socket: Socket, opts: H1ServerOptions) {
     this.socket = socket;
@@ -208,23 +243,34 @@ export class H1ServerConnection {
     this.armIdle();
   }
 
+  /** When the connection last became idle; the idle timer re-arms itself instead of being reset per request. */
+  private idleSince = 0;
+
   private armIdle(): void {
+    this.idleSince = performance.now();
     if (this.opts.idleTimeoutMs > 0 && this.idleTimer === null) {
-      this.idleTimer = setTimeout(() => this.onIdle(), this.opts.idleTimeoutMs);
+      this.idleTimer = setTimeout(onIdleTimer, this.opts.idleTimeoutMs, this);
       this.idleTimer.unref();
     }
   }
 
-  private disarmIdle(): void {
+  onIdle(): void {
+    this.idleTimer = null;
+    if (this.closed || this.detached) return;
+    const left = this.opts.idleTimeoutMs - (performance.now() - this.idleSince);
+    if (this.current !== null || left > 0) {
+      this.idleTimer = setTimeout(onIdleTimer, this.current !== null ? this.opts.idleTimeoutMs : left, this);
+      this.idleTimer.unref();
+      return;
+    }
+    this.closeAfterFlush();
+  }
+
+  private clearIdleTimer(): void {
     if (this.idleTimer !== null) {
       clearTimeout(this.idleTimer);
       this.idleTimer = null;
     }
-  }
-
-  private onIdle(): void {
-    this.idleTimer = null;
-    if (this.current === null) this.closeAfterFlush();
   }
 
   private onSocketData(data: Buffer): void {
@@ -242,6 +288,29 @@ export class H1ServerConnection {
     const n = this.parser.execute(data);
     if (this.closed || this.detached) return;
     if (n < data.length) this.pending = this.pending.length === 0 ? data.subarray(n) : Buffer.concat([this.pending, data.subarray(n)]);
+    // Only a head split across reads needs a timer: a head that arrives whole costs nothing here.
+    if (this.headTimer === null && this.current === null && this.parser.hasPartialHead) this.armHeadTimer();
+  }
+
+  private armHeadTimer(): void {
+    const ms = this.opts.headTimeoutMs ?? 0;
+    if (ms > 0) this.headTimer = setTimeout(() => this.onHeadTimeout(), ms);
+  }
+
+  private disarmHeadTimer(): void {
+    if (this.headTimer !== null) {
+      clearTimeout(this.headTimer);
+      this.headTimer = null;
+    }
+  }
+
+  /** Slowloris: the head did not complete in time. 408 with Envoy's body, then close (nothing was routed). */
+  private onHeadTimeout(): void {
+    this.headTimer = null;
+    if (this.closed || this.detached || this.current !== null) return;
+    const body = this.opts.onHeadTimeout?.() ?? 'request timeout';
+    this.socket.write(statusLine(408) + `content-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`, 'latin1');
+    this.closeAfterFlush();
   }
 
   private onRequestHead(
@@ -254,13 +323,14 @@ export class H1ServerConnection {
     keepAlive: boolean,
     upgrade: boolean,
   ): void {
-    this.disarmIdle();
+    this.disarmHeadTimer();
     let authority = '';
     // Host is routing input (:authority), not a header to forward as is.
     for (let i = 0; i < headers.length; i += 2) {
       if (headers[i] === 'host') {
         authority = headers[i + 1];
-        headers.splice(i, 2);
+        for (let j = i + 2; j < headers.length; j++) headers[j - 2] = headers[j];
+        headers.length -= 2;
         break;
       }
     }
@@ -379,7 +449,8 @@ export class H1ServerConnection {
   private onSocketClose(): void {
     if (this.detached) return;
     this.closed = true;
-    this.disarmIdle();
+    this.clearIdleTimer();
+    this.disarmHeadTimer();
     const s = this.current;
     this.current = null;
     if (s !== null && !s.responseDone) {
@@ -417,7 +488,7 @@ export class H1ServerConnection {
 
   detach(): { socket: Socket; head: Buffer } {
     this.detached = true;
-    this.disarmIdle();
+    this.clearIdleTimer();
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
     this.socket.removeAllListeners('drain');

@@ -18,6 +18,8 @@ export class H2ClientStream implements UpstreamStream {
   onReset: (reason: ResetReason, detail: string) => void = noopReset;
   onWritable: () => void = noop;
   onUpgrade: UpstreamStream['onUpgrade'] = null;
+  flushTarget: { flush(): void } | null = null;
+  readonly batchesReads = false;
   private s: http2.ClientHttp2Stream | null = null;
   private readonly session: http2.ClientHttp2Session;
   private readonly scheme: string;

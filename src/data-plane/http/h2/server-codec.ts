@@ -117,6 +117,10 @@ class H2ServerStream implements ServerStream {
     this.s.resume();
   }
 
+  flush(): void {
+    // node:http2 frames and coalesces writes itself.
+  }
+
   closeAfterResponse(): void {
     const sess = this.s.session;
     if (sess && !sess.closed) sess.goaway();

@@ -1,10 +1,9 @@
 /**
- * Unsigned 64-bit arithmetic on pairs of 32-bit halves, for the hash functions on the request path.
- *
- * BigInt arithmetic allocates a heap number per operation, which is too slow for hashing a header per
- * request, so XXH64 and MurmurHash2-64 work on `(hi, lo)` uint32 pairs. The operations write their result
- * into the shared register {@link u64}, read it back right after the call (single-threaded, no awaits in
- * between), and never allocate.
+ * Unsigned 64-bit values as pairs of uint32 halves, without BigInt arithmetic (which allocates per
+ * operation): `splitBigInt` / `toBigInt` convert at the edges, and add64 / mul64 / rotl64 / shr64 serve
+ * MurmurHash2 (config time). XXH64, which runs per request, keeps module-local int32 copies of these
+ * helpers (see xxhash64.ts for why). Results go to the shared register {@link u64}; read it right after the
+ * call (single-threaded, nothing runs in between).
  */
 
 /**

@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// Compiles src/ to dist/ (plain JS, same layout) so the CLI starts without Node's TypeScript
+// stripper: ~20 MiB less RSS and a faster start. bin/sloop runs dist/ only while it is newer than
+// every file in src/, so a stale build is never used.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(join(root, 'package.json'));
+rmSync(join(root, 'dist'), { recursive: true, force: true });
+const tsc = join(dirname(require.resolve('typescript/package.json')), 'bin/tsc');
+try {
+  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit', cwd: root });
+} catch (err) {
+  // Type errors still emit JavaScript; `npm run typecheck` is the gate for them, not the build.
+  if (err.status !== 2) throw err;
+  process.stderr.write('build: type errors above (JavaScript emitted anyway; npm run typecheck fails on them)\n');
+}
+mkdirSync(join(root, 'dist/src/xds'), { recursive: true });
+copyFileSync(join(root, 'src/xds/proto-files.json'), join(root, 'dist/src/xds/proto-files.json'));
+writeFileSync(join(root, 'dist/.stamp'), new Date().toISOString() + '\n');
