@@ -1,7 +1,9 @@
 /** `sloop proxy`: load and validate the bootstrap, start the proxy, drain on SIGTERM/SIGINT. */
+import { readFileSync } from 'node:fs';
+import { LineCounter, isNode, parseDocument } from 'yaml';
 import { loadBootstrap } from '../data-plane/bootstrap.ts';
 import { ProxyServer } from '../data-plane/server.ts';
-import { ConfigError, SloopError, formatDiagnostic } from '../shared/errors.ts';
+import { ConfigError, SloopError, formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { createLogger, type LogLevel } from '../shared/log.ts';
 
 export interface ProxyCliOptions {
@@ -22,9 +24,11 @@ export async function runProxy(o: ProxyCliOptions): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sloop proxy: ${o.configPath}: invalid bootstrap\n`);
+      const locate = positionFinder(o.configPath);
       for (const d of err.diagnostics) {
-        const withFile = d.file ? d : { ...d, file: o.configPath };
-        process.stderr.write(`  ${d.severity}: ${formatDiagnostic(withFile)}\n`);
+        const withFile: Diagnostic = d.file ? d : { ...d, file: o.configPath };
+        const placed = withFile.line === undefined ? { ...withFile, ...locate(d.path) } : withFile;
+        process.stderr.write(`  ${d.severity}: ${formatDiagnostic(placed)}\n`);
       }
       return 1;
     }
@@ -53,4 +57,30 @@ export async function runProxy(o: ProxyCliOptions): Promise<number> {
   process.once('SIGINT', () => onSignal('SIGINT'));
   await server.done;
   return 0;
+}
+
+/**
+ * Cross-resource checks (duplicate listener names or addresses) run after decoding, where YAML positions are
+ * gone; this maps their field path back to the file's line:column so every diagnostic reads file:line:col.
+ */
+function positionFinder(file: string): (path: string) => { line?: number; column?: number } {
+  let lookup: ((path: string) => { line?: number; column?: number }) | undefined;
+  return (path) => {
+    if (lookup === undefined) {
+      try {
+        const lineCounter = new LineCounter();
+        const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter });
+        lookup = (p) => {
+          const keys = [...p.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]));
+          const node = doc.getIn(keys, true);
+          if (!isNode(node) || node.range == null) return {};
+          const pos = lineCounter.linePos(node.range[0]);
+          return { line: pos.line, column: pos.col };
+        };
+      } catch {
+        lookup = () => ({}); // binary or unreadable: the path alone still names the field
+      }
+    }
+    return lookup(path);
+  };
 }

@@ -11,6 +11,8 @@ import { unpackAny } from '../xds/any.ts';
 import { ConfigError, type Diagnostic } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import { StatsStore } from './stats/store.ts';
+import { serverStats, type ServerStats } from './stats/envoy-stats.ts';
+import { durationMs } from './duration.ts';
 import { ClusterManager } from './upstream/cluster-manager.ts';
 import { ListenerRuntime, listenerAddress } from './listener/listener.ts';
 import type { NetworkFilter } from './listener/network-filter.ts';
@@ -23,6 +25,9 @@ export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.ht
 export const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 
 export type ServerState = 'PRE_INITIALIZING' | 'INITIALIZING' | 'LIVE' | 'DRAINING';
+
+/** `server.state` values: envoy.admin.v3.ServerInfo.State numbers. */
+const STATE_GAUGE: Record<ServerState, number> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
 
 export interface ProxyOptions {
   log: Logger;
@@ -45,6 +50,8 @@ export class ProxyServer {
   state: ServerState = 'PRE_INITIALIZING';
   private healthCheckFailed = false;
   private readonly startedAt: number;
+  private readonly serverStats: ServerStats;
+  private flushTimer: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | undefined;
   /** Resolves when the process should exit (quitquitquit or drain complete). */
   readonly done: Promise<void>;
@@ -67,6 +74,8 @@ export class ProxyServer {
       else throw err;
     }
     const names = new Set<string>();
+    /** "host:port" → listener name, for Envoy's "has duplicate address" check (port 0 binds anywhere). */
+    const addresses = new Map<string, string>();
     (bootstrap.static_resources?.listeners ?? []).forEach((l, i) => {
       const path = `static_resources.listeners[${i}]`;
       if (names.has(l.name)) {
@@ -74,6 +83,18 @@ export class ProxyServer {
         return;
       }
       names.add(l.name);
+      // Envoy rejects the config ("listener ... has duplicate address ... as existing listener") rather than
+      // failing at bind time, so --mode validate catches it and nothing is half-started.
+      const sa = l.address?.socket_address;
+      if (sa && (sa.port_value ?? 0) !== 0) {
+        const key = `${sa.address}:${sa.port_value}`;
+        const other = addresses.get(key);
+        if (other !== undefined) {
+          diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path: `${path}.address`, message: `listener ${JSON.stringify(l.name)} has duplicate address ${key} as existing listener ${JSON.stringify(other)}` });
+          return;
+        }
+        addresses.set(key, l.name);
+      }
       try {
         this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`), this.stats, this.log, dirname(opts.configPath)));
       } catch (err) {
@@ -87,10 +108,35 @@ export class ProxyServer {
       for (const l of this.listeners) l.close();
       throw new ConfigError(diags, 'bootstrap');
     }
-    const server = this.stats.scope('server');
-    server.gauge('concurrency').set(1);
-    server.gauge('live');
-    server.gauge('state').set(2);
+    this.serverStats = serverStats(this.stats);
+    this.serverStats.concurrency.set(1);
+    this.serverStats.state.set(STATE_GAUGE.PRE_INITIALIZING);
+  }
+
+  /** Envoy's Utility::serverState: a LIVE server whose health checks were failed reports DRAINING. */
+  private currentState(): ServerState {
+    return this.healthCheckFailed && this.state === 'LIVE' ? 'DRAINING' : this.state;
+  }
+
+  /**
+   * One stats flush (Envoy's InstanceImpl::flushStats, every `stats_flush_interval`, default 5 s): close the
+   * histogram interval and refresh the server gauges, which are only this fresh in /stats, as in Envoy.
+   */
+  private flushStats(): void {
+    this.stats.mergeHistograms();
+    const s = this.serverStats;
+    const mem = process.memoryUsage();
+    s.uptime.set(Math.floor((Date.now() - this.startedAt) / 1000));
+    s.memoryAllocated.set(mem.heapUsed);
+    s.memoryHeapSize.set(mem.heapTotal);
+    s.memoryPhysicalSize.set(mem.rss);
+    const state = this.currentState();
+    s.state.set(STATE_GAUGE[state]);
+    // server.live: "1 if the server is not currently draining, 0 otherwise".
+    s.live.set(state === 'LIVE' ? 1 : 0);
+    let connections = 0;
+    for (const l of this.listeners) connections += l.activeConnections;
+    s.totalConnections.set(connections);
   }
 
   private makeFilter(f: Filter__Output, path: string): NetworkFilter {
@@ -121,6 +167,7 @@ export class ProxyServer {
   /** Opens every listener, then the admin port; LIVE once clusters have their first hosts. */
   async start(): Promise<void> {
     this.state = 'INITIALIZING';
+    this.serverStats.state.set(STATE_GAUGE.INITIALIZING);
     const adminAddr = this.bootstrap.admin?.address?.socket_address;
     if (adminAddr) {
       this.admin = await startAdminServer({ address: adminAddr.address, port: adminAddr.port_value ?? 0 }, this.adminProvider(), this.log);
@@ -138,8 +185,10 @@ export class ProxyServer {
       throw err;
     }
     this.state = 'LIVE';
-    this.stats.scope('server').gauge('live').set(1);
-    this.stats.scope('server').gauge('state').set(0);
+    this.flushStats();
+    const flushMs = durationMs(this.bootstrap.stats_flush_interval, 5000);
+    this.flushTimer = setInterval(() => this.flushStats(), flushMs > 0 ? flushMs : 5000);
+    this.flushTimer.unref();
   }
 
   get adminPort(): number | undefined {
@@ -149,7 +198,7 @@ export class ProxyServer {
   private adminProvider(): AdminProvider {
     return {
       stats: this.stats,
-      serverState: () => (this.healthCheckFailed && this.state === 'LIVE' ? 'DRAINING' : this.state),
+      serverState: () => this.currentState(),
       configDump: (o) => configDump(this, o),
       clusters: () =>
         [...this.clusters.all()].map((c) => ({
@@ -161,13 +210,14 @@ export class ProxyServer {
               return {
                 address: h.address,
                 port: h.port,
-                health: h.health,
+                // Envoy's healthFlagsToString: EDS health_status shows as failed_eds_health / degraded_eds_health.
+                health: h.health === 'unhealthy' ? '/failed_eds_health' : h.health === 'degraded' ? '/degraded_eds_health' : 'healthy',
                 weight: h.weight,
                 priority: h.priority,
                 region,
                 zone,
                 subZone,
-                stats: { cx_active: c.poolStats(h).cxActive, rq_active: h.activeRequests },
+                stats: c.hostStats(h),
               };
             }),
           ),
@@ -179,7 +229,7 @@ export class ProxyServer {
         }),
       serverInfo: () => ({
         version: 'sloop/0.1.0',
-        state: this.state,
+        state: this.currentState(),
         uptime_current_epoch: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
         uptime_all_epochs: `${Math.floor((Date.now() - this.startedAt) / 1000)}s`,
         node: this.bootstrap.node ? { id: this.bootstrap.node.id, cluster: this.bootstrap.node.cluster } : {},
@@ -209,6 +259,7 @@ export class ProxyServer {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       this.state = 'DRAINING';
+      this.flushStats();
       this.log.info({ drainMs }, 'draining');
       for (const l of this.listeners) l.drain();
       const deadline = Date.now() + drainMs;
@@ -217,6 +268,7 @@ export class ProxyServer {
       }
       for (const l of this.listeners) l.close();
       this.clusters.close();
+      if (this.flushTimer !== null) clearInterval(this.flushTimer);
       await this.admin?.close();
       this.log.info({}, 'stopped');
       this.finish();

@@ -78,12 +78,12 @@ const CASES: BadCase[] = [
   {
     name: 'duplicate listener names',
     doc: (port, admin) => bootstrapWith({ adminPort: admin, listeners: [listenerOn(port, 'same'), listenerOn(port + 1, 'same')], clusters: [clusterA] }),
-    expect: [/static_resources\.listeners\[1\]\.name/, /duplicate listener name "same"/],
+    expect: [/:\d+:\d+ static_resources\.listeners\[1\]\.name/, /duplicate listener name "same"/],
   },
   {
     name: 'two listeners on the same address',
     doc: (port, admin) => bootstrapWith({ adminPort: admin, listeners: [listenerOn(port, 'one'), listenerOn(port, 'two')], clusters: [clusterA] }),
-    expect: [/static_resources\.listeners\[1\]/, new RegExp(`127\\.0\\.0\\.1:\\d+`), /one/],
+    expect: [/:\d+:\d+ static_resources\.listeners\[1\]\.address/, /listener "two" has duplicate address 127\.0\.0\.1:\d+ as existing listener "one"/],
   },
 ];
 
@@ -120,7 +120,7 @@ describe('bootstrap errors', () => {
 
   it('a YAML syntax error names the line and column', async () => {
     const [admin] = await freePorts(1);
-    const proxy = await startProxy(`admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: ${admin} }\nstatic_resources: [\n`, { expectFail: true });
+    const proxy = await startProxy(`admin:\n  address: { socket_address: { address: 127.0.0.1, port_value: ${admin} }\nstatic_resources: [\n`, { expectFail: true, adminPort: admin });
     assert.equal(proxy.exit?.code, 1);
     assert.match(proxy.stderr(), /:\d+:\d+/);
     assert.ok(proxy.stderr().includes(proxy.configPath));

@@ -177,7 +177,11 @@ describe('upstream timeouts, failures and circuit breakers', () => {
   it('row 33: beyond max_connections 1 + max_pending_requests 1 → immediate 503 overflow, x-envoy-overloaded', async () => {
     const seen = up.requests.length;
     // One request holds the only connection, one waits in the pending queue, the rest overflow at once.
-    const slow = [get('/cb/delay/800'), get('/cb/delay/800')];
+    // The first must be on the connection before the second is sent: while it is still connecting it is itself
+    // the one pending request (as in Envoy), and the second would overflow.
+    const first = get('/cb/delay/800');
+    await waitUntil(async () => (await stat('cluster.breaker.upstream_rq_active')) >= 1 || undefined, { what: 'an active request' });
+    const slow = [first, get('/cb/delay/800')];
     await waitUntil(async () => (await stat('cluster.breaker.upstream_rq_pending_active')) >= 1 || undefined, { what: 'a pending request' });
     const t0 = performance.now();
     const over = await Promise.all([get('/cb/over1'), get('/cb/over2')]);

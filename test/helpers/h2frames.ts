@@ -75,7 +75,7 @@ export function settingsFrame(ack = false): Buffer {
 }
 
 /** The usual request pseudo-headers for a GET on `authority`/`path`. */
-export function getRequest(authority: string, path = '/', extra: ReadonlyArray<readonly [string, string]> = []): Array<[string, string]> {
+export function getRequest(authority: string, path = '/', extra: ReadonlyArray<readonly [string, string]> = []): Array<readonly [string, string]> {
   return [[':method', 'GET'], [':scheme', 'http'], [':authority', authority], [':path', path], ...extra];
 }
 

@@ -400,6 +400,11 @@ export interface RecordedCall {
   requests: EchoRequest[];
   /** Peer address as grpc-js reports it (`127.0.0.1:port`). */
   peer: string;
+  /**
+   * Time left until the call's deadline when it arrived, from the `grpc-timeout` the server received
+   * (grpc-js takes that header out of the metadata); undefined when none was sent.
+   */
+  deadlineLeftMs: number | undefined;
 }
 
 /** Options for {@link startGrpcUpstream}. */
@@ -489,7 +494,10 @@ export async function startGrpcUpstream(opts: GrpcUpstreamOptions = {}): Promise
   type AnyCall = grpc.ServerUnaryCall<EchoRequest, EchoResponse> | grpc.ServerReadableStream<EchoRequest, EchoResponse> | grpc.ServerWritableStream<EchoRequest, EchoResponse> | grpc.ServerDuplexStream<EchoRequest, EchoResponse>;
   const begin = (method: EchoMethod, call: AnyCall, first?: EchoRequest) => {
     const metadata = metadataToRecord(call.metadata);
-    const rec: RecordedCall = { method, path: call.getPath(), metadata, requests: first ? [first] : [], peer: call.getPeer() };
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    const deadlineLeftMs = Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : undefined;
+    const rec: RecordedCall = { method, path: call.getPath(), metadata, requests: first ? [first] : [], peer: call.getPeer(), deadlineLeftMs };
     recorder.push(rec);
     const initial = new grpc.Metadata();
     initial.set('x-upstream', name);

@@ -51,6 +51,12 @@ function makeStats(scope: StatsScope): ClusterStats {
   return s as ClusterStats;
 }
 
+interface HostCounters {
+  cxTotal: number;
+  cxConnectFail: number;
+  rqTotal: number;
+}
+
 export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';
 
 export interface ClusterEnv {
@@ -285,6 +291,7 @@ export class ClusterRuntime {
   }
 
   private closePools(h: UpstreamHost): void {
+    this.hostCounters.delete(h);
     this.h1Pools.get(h)?.close();
     this.h1Pools.delete(h);
     this.h2Pools.get(h)?.close();
@@ -355,8 +362,20 @@ export class ClusterRuntime {
     }
   }
 
+  /** Per-host counters of Envoy's ALL_HOST_STATS that /clusters prints (plain numbers: not in /stats). */
+  private readonly hostCounters = new Map<UpstreamHost, HostCounters>();
+  private countersOf(host: UpstreamHost): HostCounters {
+    let c = this.hostCounters.get(host);
+    if (c === undefined) {
+      c = { cxTotal: 0, cxConnectFail: 0, rqTotal: 0 };
+      this.hostCounters.set(host, c);
+    }
+    return c;
+  }
+
   /** Asks the host's pool for a stream; false = circuit breaker overflow. */
   newStream(host: UpstreamHost, downstreamIsH2: boolean, cb: PoolCallbacks): H1Pool | H2Pool | undefined {
+    this.countersOf(host).rqTotal++;
     const h2 = this.protocol === 'http2' || (this.protocol === 'downstream' && downstreamIsH2);
     let pool: H1Pool | H2Pool | undefined;
     if (h2) {
@@ -375,11 +394,14 @@ export class ClusterRuntime {
     return pool.newStream(cb) ? pool : undefined;
   }
 
+  /** Options for one new upstream connection to `host` (pools and tcp_proxy call it once per connect). */
   connectOptions(host: UpstreamHost): ConnectOptions {
+    this.countersOf(host).cxTotal++;
     return { host: host.address, port: host.port, connectTimeoutMs: this.connectTimeoutMs, tls: this.tlsOptions, verifyPeer: this.verifyPeer };
   }
 
-  onHostConnectFailure(_host: UpstreamHost): void {
+  onHostConnectFailure(host: UpstreamHost): void {
+    this.countersOf(host).cxConnectFail++;
     // Outlier detection (consecutive gateway failures) arrives with the control plane's DestinationRule support.
   }
 
@@ -397,8 +419,16 @@ export class ClusterRuntime {
     return this.hostsByPriority;
   }
 
-  poolStats(host: UpstreamHost): { cxActive: number } {
-    return { cxActive: (this.h1Pools.get(host)?.activeConnections ?? 0) + (this.h2Pools.get(host)?.activeConnections ?? 0) };
+  /** Host stats for /clusters, by Envoy's names (the subset Sloop tracks). */
+  hostStats(host: UpstreamHost): Record<string, number> {
+    const c = this.hostCounters.get(host);
+    return {
+      cx_active: (this.h1Pools.get(host)?.activeConnections ?? 0) + (this.h2Pools.get(host)?.activeConnections ?? 0),
+      cx_connect_fail: c?.cxConnectFail ?? 0,
+      cx_total: c?.cxTotal ?? 0,
+      rq_active: host.activeRequests,
+      rq_total: c?.rqTotal ?? 0,
+    };
   }
 
   close(): void {

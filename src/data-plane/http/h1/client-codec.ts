@@ -245,6 +245,9 @@ export class H1ClientConnection implements UpstreamStream {
       return;
     }
     this.parser.reset();
+    // The response may have completed inside the same read that made the router pause it for a slow
+    // downstream: an idle connection must read again, or the next request on it never sees its response.
+    if (this.socket.isPaused()) this.socket.resume();
     this.hooks.onIdle(this);
   }
 

@@ -8,7 +8,30 @@ import type { Socket } from 'node:net';
 import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream } from '../stream.ts';
 import { fromH2Object, fromH2Raw, stripForH2, toH2Headers } from './convert.ts';
 
-const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+/**
+ * RFC 9113 §8.2.1: a field value with NUL, CR or LF, or with leading/trailing whitespace, makes the request
+ * malformed. nghttp2 as Node builds it lets some through, so the codec checks every field before a stream
+ * becomes a request (RELIABILITY row 5/14: never forwarded).
+ */
+function isMalformedField(name: string, value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0 || c === 10 || c === 13) return true;
+  }
+  if (value.length > 0) {
+    const first = value.charCodeAt(0);
+    const last = value.charCodeAt(value.length - 1);
+    if (first === 32 || first === 9 || last === 32 || last === 9) return true;
+  }
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    // Lowercase token characters only (§8.2.1); ':' only as the first character of a pseudo-header.
+    if (c <= 32 || c >= 127 || (c >= 65 && c <= 90) || (c === 58 && i > 0)) return true;
+  }
+  return false;
+}
 
 function noop(): void {}
 function noopData(_c: Buffer): void {}
@@ -180,6 +203,15 @@ export class H2ServerCodec {
   }
 
   private onStream(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]): void {
+    // Before anything can throw: a stream nghttp2 later closes with an error must never be an unhandled 'error'.
+    s.on('error', noop);
+    for (let i = 0; i < raw.length; i += 2) {
+      if (isMalformedField(raw[i], raw[i + 1])) {
+        this.opts.onProtocolError('malformed-header');
+        s.close(NGHTTP2_PROTOCOL_ERROR);
+        return;
+      }
+    }
     const session = s.session as SessionWithConn | undefined;
     const conn = session?.[kConn];
     if (conn === undefined) {
