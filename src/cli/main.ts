@@ -1,5 +1,6 @@
 /** `sloop` — the one CLI. The only place that reads process.env or exits. */
 import { Command, Option } from 'commander';
+import { runDemo } from './demo.ts';
 import { runProxy } from './proxy.ts';
 
 const program = new Command('sloop')
@@ -15,6 +16,15 @@ program
   .addOption(new Option('--mode <mode>', 'serve, or validate the bootstrap and exit (as Envoy\'s --mode validate)').choices(['serve', 'validate']).default('serve'))
   .action(async (o: { config: string; logLevel: string; drainTimeS: string; mode: string }) => {
     process.exitCode = await runProxy({ configPath: o.config, logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS), mode: o.mode as 'serve' | 'validate' });
+  });
+
+program
+  .command('demo')
+  .description('run the data-plane demo: demo services behind `sloop proxy` (examples/demo/bootstrap.yaml) on localhost:10000')
+  .addOption(new Option('-l, --log-level <level>', 'proxy log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('warn'))
+  .option('--drain-time-s <seconds>', 'on Ctrl-C, how long in-flight requests may take to finish', '2')
+  .action(async (o: { logLevel: string; drainTimeS: string }) => {
+    process.exitCode = await runDemo({ logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS) });
   });
 
 await program.parseAsync();

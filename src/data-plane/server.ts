@@ -96,7 +96,7 @@ export class ProxyServer {
         addresses.set(key, l.name);
       }
       try {
-        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`), this.stats, this.log, dirname(opts.configPath)));
+        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath)));
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const d of err.diagnostics) diags.push(d.path.startsWith('static_resources') ? d : { ...d, path: `${path}.${d.path}` });
@@ -139,7 +139,7 @@ export class ProxyServer {
     s.totalConnections.set(connections);
   }
 
-  private makeFilter(f: Filter__Output, path: string): NetworkFilter {
+  private makeFilter(f: Filter__Output, path: string, drainType?: string): NetworkFilter {
     const url = f.typed_config?.type_url ?? '';
     const where = (d: Diagnostic): Diagnostic => ({ ...d, path: `${path}.typed_config.${d.path}` });
     try {
@@ -151,7 +151,9 @@ export class ProxyServer {
           now: this.opts.now ?? (() => performance.now()),
           random: this.opts.random ?? Math.random,
           baseDir: dirname(this.opts.configPath),
-          isDraining: () => this.state === 'DRAINING',
+          // Envoy's DrainManagerImpl::drainClose: a DEFAULT drain_type listener also drain-closes every
+          // connection while the server is health-check failed (admin /healthcheck/fail).
+          isDraining: () => this.state === 'DRAINING' || (this.healthCheckFailed && drainType !== 'MODIFY_ONLY'),
         });
       }
       if (url === TCP_PROXY_TYPE) {
@@ -203,6 +205,7 @@ export class ProxyServer {
       clusters: () =>
         [...this.clusters.all()].map((c) => ({
           name: c.name,
+          observabilityName: c.config.alt_stat_name || c.name,
           addedViaApi: c.addedViaApi,
           hosts: c.hosts().flatMap((p) =>
             p.map((h) => {

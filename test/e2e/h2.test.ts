@@ -9,7 +9,9 @@ import {
 } from '../helpers/proxy.ts';
 import { curl, h2load, nghttp } from '../helpers/clients.ts';
 import { freePorts } from '../helpers/ports.ts';
-import { h2Raw, headersFrame, getRequest, rstStreamFrame, FRAME } from '../helpers/h2frames.ts';
+import { connect as netConnect } from 'node:net';
+import { h2Raw, headersFrame, getRequest, rstStreamFrame, settingsFrame, PREFACE, FRAME } from '../helpers/h2frames.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 describe('HTTP/2 proxying', () => {
   let h1: HttpUpstream;
@@ -247,6 +249,19 @@ describe('HTTP/2 proxying', () => {
       assert.ok(r.responded.has(1));
       assert.equal(r.resets.size, 0);
     });
+  });
+
+  it('a client FIN ends an h2c connection (no half-open session left until the idle timeout)', async () => {
+    const active = async (): Promise<number> => (await proxy.stats())['http.auto.downstream_cx_http2_active'] ?? 0;
+    const base = await active();
+    const s = netConnect({ port, host: '127.0.0.1' });
+    await new Promise<void>((res, rej) => s.once('connect', res).once('error', rej));
+    s.on('data', () => {});
+    s.write(Buffer.concat([PREFACE, settingsFrame()]));
+    await waitUntil(async () => ((await active()) > base ? true : undefined), { what: 'the h2 connection to be counted' });
+    s.end();
+    await waitUntil(async () => ((await active()) === base ? true : undefined), { what: 'downstream_cx_http2_active back to its start value' });
+    s.destroy();
   });
 
   it('row 9: a rapid-reset burst closes that connection; the proxy keeps serving others', async () => {

@@ -454,6 +454,53 @@ export function httpListener(opts: HttpListenerOptions): Json {
   return { name: opts.name, address: socketAddress(opts.port, opts.address), filter_chains: [chain], ...opts.listenerExtra };
 }
 
+/** Options for {@link httpFilterChain}: the HCM part of {@link HttpListenerOptions} plus the chain's match. */
+export interface HttpFilterChainOptions {
+  /** `stat_prefix` of the HttpConnectionManager. */
+  statPrefix: string;
+  routeConfig?: Json;
+  virtualHosts?: readonly Json[];
+  httpFilters?: readonly Json[];
+  codecType?: 'AUTO' | 'HTTP1' | 'HTTP2' | 'HTTP3';
+  hcmExtra?: Json;
+  /** `filter_chain_match` (destination_port, server_names, transport_protocol, application_protocols...). */
+  match?: Json;
+  transportSocket?: Json;
+  /** The chain's `name`. */
+  name?: string;
+}
+
+/**
+ * One FilterChain holding an `envoy.filters.network.http_connection_manager`, for listeners with several
+ * chains (`filter_chains: [...]`, `default_filter_chain`). {@link httpListener} is the one-chain shorthand.
+ */
+export function httpFilterChain(opts: HttpFilterChainOptions): Json {
+  const listener = httpListener({ ...opts, name: opts.statPrefix, port: 0 });
+  const chain = (listener.filter_chains as Json[])[0];
+  if (opts.match) chain.filter_chain_match = opts.match;
+  if (opts.name) chain.name = opts.name;
+  return chain;
+}
+
+/** One FilterChain holding an `envoy.filters.network.tcp_proxy` to `cluster`. */
+export function tcpProxyFilterChain(opts: { statPrefix: string; cluster: string; match?: Json; transportSocket?: Json; name?: string }): Json {
+  const listener = tcpProxyListener({ name: opts.statPrefix, port: 0, cluster: opts.cluster, transportSocket: opts.transportSocket });
+  const chain = (listener.filter_chains as Json[])[0];
+  if (opts.match) chain.filter_chain_match = opts.match;
+  if (opts.name) chain.name = opts.name;
+  return chain;
+}
+
+/** The `envoy.filters.listener.tls_inspector` listener filter. */
+export function tlsInspector(): Json {
+  return { name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector' } };
+}
+
+/** The `envoy.filters.listener.http_inspector` listener filter. */
+export function httpInspector(): Json {
+  return { name: 'envoy.filters.listener.http_inspector', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector' } };
+}
+
 /** Options for {@link tcpProxyListener}. */
 export interface TcpProxyListenerOptions {
   name: string;

@@ -65,6 +65,8 @@ export interface RecordedRequest {
   peerSubjectAltName?: string;
   /** Whether the client certificate chained to `tls.ca`. */
   peerAuthorized?: boolean;
+  /** SNI the client sent on TLS upstreams, or undefined if none (or cleartext). */
+  serverName?: string;
 }
 
 /** Options for {@link startHttpUpstream}. */
@@ -269,6 +271,8 @@ export async function startHttpUpstream(opts: HttpUpstreamOptions = {}): Promise
         const peer = tlsSocket.getPeerCertificate();
         if (peer && peer.subjectaltname) recorded.peerSubjectAltName = peer.subjectaltname;
         recorded.peerAuthorized = tlsSocket.authorized;
+        const sni = (tlsSocket as TLSSocket & { servername?: string | false }).servername;
+        if (sni) recorded.serverName = sni;
       }
       recorder.push(recorded);
       (handler ?? echoHandler(name))(req, res, recorded);
@@ -746,6 +750,8 @@ export interface WsUpstream {
   recorder: Recorder<RecordedUpgrade>;
   /** Messages received, across all connections; text as string, binary as Buffer. */
   messages: Array<string | Buffer>;
+  /** Close frames received from clients (code and reason), in arrival order. */
+  closes: Recorder<{ code: number; reason: string }>;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -753,8 +759,10 @@ export interface WsUpstream {
 /**
  * Starts a WebSocket server (the `ws` package) on 127.0.0.1:0 that echoes each message with the same
  * text/binary type, and answers plain HTTP requests with 426 so tests can tell an upgrade from a request.
+ * A text message `__close:<code>:<reason>` makes the server close with that code instead of echoing.
+ * With `rejectStatus`, every upgrade is refused with that status (recorded in `upgrades` all the same).
  */
-export async function startWsUpstream(opts: { name?: string } = {}): Promise<WsUpstream> {
+export async function startWsUpstream(opts: { name?: string; rejectStatus?: number } = {}): Promise<WsUpstream> {
   const recorder = new Recorder<RecordedUpgrade>('upgrades to WebSocket upstream');
   const messages: Array<string | Buffer> = [];
   const sockets = new Set<Socket>();
@@ -766,16 +774,33 @@ export async function startWsUpstream(opts: { name?: string } = {}): Promise<WsU
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  const wss = new WebSocketServer({ server });
-  let name = opts.name ?? '';
-  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+  const closes = new Recorder<{ code: number; reason: string }>('close frames at WebSocket upstream');
+  const record = (req: IncomingMessage): void => {
     const headerPairs = pairs(req.rawHeaders);
     recorder.push({ url: req.url ?? '', headers: headerPairs, headerMap: headerMapOf(headerPairs), remotePort: req.socket.remotePort ?? 0 });
+  };
+  const rejectStatus = opts.rejectStatus;
+  const wss = new WebSocketServer({
+    server,
+    verifyClient:
+      rejectStatus === undefined
+        ? undefined
+        : (info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string) => void) => {
+            record(info.req);
+            cb(false, rejectStatus, 'rejected by test upstream');
+          },
+  });
+  let name = opts.name ?? '';
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
+    record(req);
     ws.on('message', (data, isBinary) => {
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       messages.push(isBinary ? buf : buf.toString('utf8'));
-      ws.send(buf, { binary: isBinary });
+      const cmd = isBinary ? null : /^__close:(\d+):(.*)$/s.exec(buf.toString('utf8'));
+      if (cmd !== null) ws.close(Number(cmd[1]), cmd[2]);
+      else ws.send(buf, { binary: isBinary });
     });
+    ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString('utf8') }));
     ws.on('error', () => {});
   });
   const port = await listen(server);
@@ -785,7 +810,7 @@ export async function startWsUpstream(opts: { name?: string } = {}): Promise<WsU
     await new Promise<void>((resolve) => wss.close(() => resolve()));
     await closeServer(server, sockets);
   });
-  return { port, name, upgrades: recorder.items, recorder, messages, close, [Symbol.asyncDispose]: close };
+  return { port, name, upgrades: recorder.items, recorder, messages, closes, close, [Symbol.asyncDispose]: close };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ export interface AdminOutlierInfo {
 /** One cluster as shown by /clusters. */
 export interface AdminCluster {
   name: string;
+  /** Cluster.alt_stat_name when set, else the name (Envoy's ClusterInfo::observabilityName). */
+  observabilityName?: string;
   addedViaApi: boolean;
   hosts: AdminHost[];
   /** Defaults to Envoy's defaults (1024/1024/1024/3) for both priorities. */
@@ -84,6 +86,8 @@ export function formatClustersText(clusters: readonly AdminCluster[]): string {
   let out = '';
   for (const c of clusters) {
     const n = c.name;
+    // Envoy's TextClustersChunkProcessor::render opens each cluster with its observability name.
+    out += `${n}::observability_name::${c.observabilityName ?? n}\n`;
     if (c.outlier !== undefined) {
       out += `${n}::outlier::success_rate_average::${formatG(c.outlier.successRateAverage)}\n`;
       out += `${n}::outlier::success_rate_ejection_threshold::${formatG(c.outlier.successRateEjectionThreshold)}\n`;
@@ -151,7 +155,7 @@ function thresholdsJson(priority: 'DEFAULT' | 'HIGH', l: AdminCircuitBreakerLimi
 /** `/clusters?format=json`: envoy.admin.v3.Clusters, pretty-printed as protobuf's JSON printer does. */
 export function formatClustersJson(clusters: readonly AdminCluster[]): string {
   const statuses = clusters.map((c) => {
-    const status: Record<string, unknown> = { name: c.name };
+    const status: Record<string, unknown> = { name: c.name, observability_name: c.observabilityName ?? c.name };
     if (c.addedViaApi) status['added_via_api'] = true;
     if (c.outlier !== undefined && c.outlier.successRateEjectionThreshold > 0) {
       status['success_rate_ejection_threshold'] = { value: c.outlier.successRateEjectionThreshold };

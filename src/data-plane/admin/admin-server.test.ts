@@ -187,6 +187,7 @@ test('/clusters text and json', async () => {
   assert.equal(
     text,
     [
+      `${n}::observability_name::${n}`,
       `${n}::default_priority::max_connections::1024`,
       `${n}::default_priority::max_pending_requests::1024`,
       `${n}::default_priority::max_requests::1024`,
@@ -217,6 +218,7 @@ test('/clusters text and json', async () => {
   const parsed = JSON.parse(json.body) as { cluster_statuses: Array<Record<string, unknown>> };
   assert.deepEqual(parsed.cluster_statuses[0], {
     name: n,
+    observability_name: n,
     added_via_api: true,
     host_statuses: [
       {

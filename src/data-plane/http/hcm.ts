@@ -33,8 +33,9 @@ const HCM_COUNTERS = [
   'downstream_rq_response_before_rq_complete', 'downstream_rq_max_duration_reached', 'downstream_rq_overload_close',
   'no_route', 'no_cluster', 'rq_direct_response', 'rq_redirect', 'rq_total', 'rq_reset_after_downstream_response_started',
   'downstream_rq_too_many_headers', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total',
+  'downstream_cx_upgrades_total',
 ] as const;
-const HCM_GAUGES = ['downstream_cx_active', 'downstream_cx_http1_active', 'downstream_cx_http2_active', 'downstream_cx_ssl_active', 'downstream_rq_active'] as const;
+const HCM_GAUGES = ['downstream_cx_active', 'downstream_cx_http1_active', 'downstream_cx_http2_active', 'downstream_cx_ssl_active', 'downstream_rq_active', 'downstream_cx_upgrades_active'] as const;
 
 export type HcmStats = { [K in (typeof HCM_COUNTERS)[number]]: Counter } & { [K in (typeof HCM_GAUGES)[number]]: Gauge } & {
   downstream_rq_time: Histogram;
@@ -300,7 +301,8 @@ export class HttpConnectionManagerFilter implements NetworkFilter {
         onProtocolError: () => st.downstream_cx_protocol_error.inc(),
       });
     }
-    // node:http2 cannot run on our TLSSocket directly (it stalls); a JS stream in between works.
+    // A TLS socket comes from the listener with its server handshake completed (completeServerHandshake in
+    // tls/context.ts), which node:http2 needs before it starts a session on it.
     this.h2.accept(socket, info, head);
   }
 

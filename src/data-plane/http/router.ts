@@ -16,7 +16,10 @@ import type { ClusterPick } from './route/route-action.ts';
 import { RETRY_ON, type CompiledRetryPolicy } from './route/retry-policy.ts';
 import { applyHeaderMutations, type HeaderFormatContext } from './route/header-mutation.ts';
 import { matchHeaderList } from './route/matchers.ts';
+import { addressString, formatSetCookie, type HashContext } from './route/hash-policy.ts';
 import type { ClusterRuntime } from '../upstream/cluster.ts';
+import { connectUpstream } from '../upstream/connect.ts';
+import { spliceSockets } from '../tcp/splice.ts';
 import type { H1Pool } from '../upstream/h1-pool.ts';
 import type { H2Pool } from '../upstream/h2-pool.ts';
 import type { PoolCallbacks } from '../upstream/pool-types.ts';
@@ -115,8 +118,15 @@ export class ActiveRequest implements PoolCallbacks {
   private upstreamStartMs = 0;
   private responseStarted = false;
   private done = false;
+  /** The upgrade was allowed: counted in downstream_cx_upgrades_active until the stream finishes. */
+  private upgradeCounted = false;
+  /** CONNECT terminated here: cancels the pending TCP connect, and gives back the connection slot. */
+  private tunnelCancel: (() => void) | null = null;
+  private tunnelRelease: (() => void) | null = null;
   private requestId = '';
   private hashValue: bigint | undefined;
+  /** Set-Cookie for a cookie the route's hash policy generated (cookie with ttl, absent on the request). */
+  private setCookie: string | undefined;
   private readonly isGrpc: boolean;
   private fmt: HeaderFormatContext | undefined;
   private upstreamSent = false;
@@ -151,6 +161,20 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.cfg.requestTimeoutMs > 0 && head.hasBody) this.requestTimer = setTimeout(() => this.onRequestTimeout(), this.cfg.requestTimeoutMs);
     const req: RouteRequest = { authority: head.authority, path: head.path, method: head.method, headers: head.headers, scheme: head.scheme, isTls: this.down.conn.isTls };
     const m = this.cfg.routes.match(req, this.hcm.env.random());
+    // Envoy (FilterManager::createFilterChain): an Upgrade, or CONNECT (treated as upgrade type "CONNECT"),
+    // needs an upgrade_config enabling it on the matched route entry or, absent one there, on the connection
+    // manager. Otherwise 403 with an empty body (details upgrade_failed) and downstream_rq_ws_on_non_ws_route,
+    // before the router runs: so also for a request that matches no route or a direct_response.
+    if (head.upgrade !== '') {
+      const routeUpgrades = m?.route.kind === 'route' ? m.route.route?.upgrades : undefined;
+      if (!(routeUpgrades?.get(head.upgrade) ?? this.cfg.upgrades.get(head.upgrade) ?? false)) {
+        st.downstream_rq_ws_on_non_ws_route.inc();
+        return this.localReply(403, '');
+      }
+      this.upgradeCounted = true;
+      st.downstream_cx_upgrades_total.inc();
+      st.downstream_cx_upgrades_active.inc();
+    }
     if (m === undefined) {
       st.no_route.inc();
       return this.localReply(404, '');
@@ -174,17 +198,6 @@ export class ActiveRequest implements PoolCallbacks {
     }
     if (route.kind !== 'route' || route.route === undefined) return this.localReply(404, '');
     const action = route.route;
-    if (head.upgrade !== '' && head.upgrade !== 'connect') {
-      const routeAllows = action.upgrades.get(head.upgrade);
-      const allowed = routeAllows ?? this.cfg.upgrades.get(head.upgrade) ?? false;
-      if (!allowed) {
-        st.downstream_rq_ws_on_non_ws_route.inc();
-        return this.localReply(403, 'upgrade not allowed');
-      }
-    } else if (head.method === 'CONNECT') {
-      const allowed = action.upgrades.get('connect') ?? this.cfg.upgrades.get('connect') ?? false;
-      if (!allowed) return this.localReply(403, '');
-    }
     const pick = action.pickCluster(req, this.hcm.env.random());
     this.pick = pick;
     const cluster = pick === undefined ? undefined : this.hcm.env.clusters.get(pick.cluster);
@@ -193,6 +206,7 @@ export class ActiveRequest implements PoolCallbacks {
       return this.localReply(action.clusterNotFoundResponseCode, '');
     }
     this.cluster = cluster;
+    if (head.upgrade === 'connect' && action.terminateConnect) return this.startConnectTunnel(cluster);
     this.retry = action.retryPolicy;
     if (this.retry !== undefined && this.retry.retriableRequestHeaders.length > 0 && !matchHeaderList(this.retry.retriableRequestHeaders, head.headers, false)) {
       this.retry = undefined;
@@ -243,8 +257,11 @@ export class ActiveRequest implements PoolCallbacks {
     const h = down.headers;
     const teTrailers = (getHeader(h, 'te') ?? '').toLowerCase().includes('trailers');
     if (wantHash) {
-      const keys = action.hashPolicy!.hashKeys(req, { sourceIp: this.down.conn.remoteAddress });
+      const c = this.down.conn;
+      const hctx: HashContext = { sourceIp: c.remoteAddress, connectionAddresses: `${addressString(c.remoteAddress, c.remotePort)}${addressString(c.localAddress, c.localPort)}` };
+      const keys = action.hashPolicy!.hashKeys(req, hctx);
       if (keys !== undefined && keys.length > 0) this.hashValue = hashKeysToHash(keys);
+      if (hctx.cookieToSet !== undefined) this.setCookie = formatSetCookie(hctx.cookieToSet);
     }
     stripHopByHop(h);
     if (teTrailers) h.push('te', 'trailers');
@@ -415,6 +432,8 @@ export class ActiveRequest implements PoolCallbacks {
     stripHopByHop(headers);
     if (!this.cfg.suppressEnvoyHeaders) headers.push('x-envoy-upstream-service-time', String(Math.round(this.hcm.env.now() - this.upstreamStartMs)));
     this.decorateResponse(headers);
+    // Envoy's Filter::onUpstreamHeaders adds the cookies a hash policy generated (upstream responses only).
+    if (this.setCookie !== undefined) headers.push('set-cookie', this.setCookie);
     this.down.respond(status, headers, endStream);
     if (!stream.batchesReads) this.down.flush();
     this.countDownstreamStatus(status);
@@ -576,44 +595,132 @@ export class ActiveRequest implements PoolCallbacks {
     this.clearIdle();
     this.responseStarted = true;
     this.countUpstreamStatus(status);
-    this.countDownstreamStatus(status);
-    if (down.takeSocket === undefined) {
-      // h2 extended CONNECT downstream over an h1 upstream tunnel: 200 on the stream, bytes as DATA.
-      const h = headers.filter((_, i) => i % 2 === 0 ? !['connection', 'upgrade', 'sec-websocket-accept'].includes(headers[i]) : !['connection', 'upgrade', 'sec-websocket-accept'].includes(headers[i - 1]));
-      this.down.respond(200, h, false);
-      if (upHead.length > 0) this.down.write(upHead);
-      upSocket.on('data', (d: Buffer) => {
-        if (!this.down.write(d)) upSocket.pause();
-      });
-      this.down.onWritable = () => upSocket.resume();
-      this.down.onData = (c) => upSocket.write(c);
-      this.down.onEnd = () => upSocket.end();
-      this.down.onReset = () => upSocket.destroy();
-      upSocket.on('end', () => this.down.end(null));
-      upSocket.on('close', () => this.finish(true));
-      upSocket.on('error', () => this.down.reset());
-      return;
-    }
+    const upgradeValue = getHeader(headers, 'upgrade') ?? this.down.head.upgrade;
     stripHopByHop(headers);
     this.decorateResponse(headers);
-    headers.push('upgrade', getHeader(this.upHead!.headers, 'upgrade') ?? this.down.head.upgrade);
+    if (down.takeSocket === undefined) {
+      // RFC 8441 on an h2 downstream (Envoy's transformUpgradeResponseFromH1toH2): the 101 becomes a 200 on
+      // the stream, without upgrade/connection (stripped above), and the tunnel's bytes travel as DATA.
+      const h = headers.filter((_, i) => (i % 2 === 0 ? headers[i] : headers[i - 1]) !== 'sec-websocket-accept');
+      const st = status === 101 ? 200 : status;
+      this.countDownstreamStatus(st);
+      this.down.respond(st, h, false);
+      this.tunnelStream(upSocket, upHead);
+      return;
+    }
+    this.countDownstreamStatus(status);
+    if (status === 101) headers.push('upgrade', upgradeValue);
     this.down.respond(status, headers, false);
+    this.tunnelSocket(upSocket, upHead);
+  }
+
+  /** HTTP/1.1 downstream: once the 101 / 2xx head is queued, the connection's socket becomes the tunnel. */
+  private tunnelSocket(upSocket: Socket, upHead: Buffer): void {
+    const down = this.down as ServerStream & { takeSocket: () => { socket: Socket; head: Buffer } };
     const { socket: downSocket, head: downHead } = down.takeSocket();
     if (downHead.length > 0) upSocket.write(downHead);
     if (upHead.length > 0) downSocket.write(upHead);
-    downSocket.pipe(upSocket);
-    upSocket.pipe(downSocket);
-    const close = (): void => {
-      downSocket.destroy();
-      upSocket.destroy();
-    };
-    downSocket.on('error', close);
-    upSocket.on('error', close);
-    downSocket.on('close', () => {
-      close();
-      this.finish(true);
+    spliceSockets(downSocket, upSocket, () => this.finish(true));
+  }
+
+  /** HTTP/2 downstream: the tunnel rides on the stream (DATA frames, END_STREAM as half-close). */
+  private tunnelStream(upSocket: Socket, upHead: Buffer): void {
+    const down = this.down;
+    if (upHead.length > 0) down.write(upHead);
+    // Bytes the client sent before the tunnel opened (kept by onDownData).
+    if (this.body !== null) {
+      for (const c of this.body) upSocket.write(c);
+      this.body = null;
+      this.bodyBytes = 0;
+    }
+    upSocket.on('data', (d: Buffer) => {
+      if (!down.write(d)) upSocket.pause();
     });
-    upSocket.on('close', close);
+    down.onWritable = () => upSocket.resume();
+    down.onData = (c) => {
+      if (!upSocket.write(c)) down.pauseRequest();
+    };
+    upSocket.on('drain', () => down.resumeRequest());
+    down.onEnd = () => upSocket.end();
+    down.onReset = () => {
+      upSocket.destroy();
+      this.finish(false);
+    };
+    upSocket.on('end', () => down.end(null));
+    upSocket.on('error', () => down.reset());
+    upSocket.on('close', () => this.finish(true));
+    upSocket.resume();
+    down.resumeRequest();
+  }
+
+  /**
+   * CONNECT with the route's connect_config: Envoy terminates it (TcpUpstream): a TCP connection to a host
+   * of the cluster, then 200 downstream and raw bytes both ways. A failed connect is the router's usual 503.
+   */
+  private startConnectTunnel(cluster: ClusterRuntime): void {
+    this.retry = undefined;
+    this.attempt = 1;
+    const host = cluster.chooseHost(
+      { hash: undefined, random: this.hcm.env.random },
+      cluster.type === 'ORIGINAL_DST' ? { address: this.down.conn.originalDstAddress, port: this.down.conn.originalDstPort } : undefined,
+    );
+    if (host === undefined) {
+      cluster.stats.upstream_cx_none_healthy.inc();
+      return this.localReply(503, 'no healthy upstream');
+    }
+    if (cluster.resources.connections >= cluster.thresholds.maxConnections) {
+      cluster.stats.upstream_cx_overflow.inc();
+      return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', true);
+    }
+    this.host = host;
+    host.activeRequests++;
+    cluster.resources.requests++;
+    this.hostCounted = true;
+    cluster.stats.upstream_rq_total.inc();
+    cluster.stats.upstream_rq_active.inc();
+    this.upstreamStartMs = this.hcm.env.now();
+    cluster.resources.connections++;
+    cluster.stats.upstream_cx_total.inc();
+    cluster.stats.upstream_cx_active.inc();
+    this.tunnelRelease = () => {
+      cluster.resources.connections--;
+      cluster.stats.upstream_cx_active.dec();
+      cluster.stats.upstream_cx_destroy.inc();
+    };
+    this.tunnelCancel = connectUpstream({ ...cluster.connectOptions(host), allowHalfOpen: true }, (err, up) => {
+      this.tunnelCancel = null;
+      if (err !== null || up === null) {
+        this.releaseTunnel();
+        cluster.stats.upstream_cx_connect_fail.inc();
+        if (err?.reason === 'connect-timeout') cluster.stats.upstream_cx_connect_timeout.inc();
+        cluster.onHostConnectFailure(host);
+        this.releaseHost();
+        return this.onAttemptFailed(err?.reason ?? 'connect-failure', err?.detail ?? '', false);
+      }
+      if (this.done) {
+        up.destroy();
+        this.releaseTunnel();
+        return;
+      }
+      up.setNoDelay(true);
+      up.once('close', () => this.releaseTunnel());
+      this.clearIdle();
+      this.clearGlobal();
+      this.responseStarted = true;
+      this.countUpstreamStatus(200);
+      this.countDownstreamStatus(200);
+      const h: string[] = [];
+      this.decorateResponse(h);
+      this.down.respond(200, h, false);
+      if ((this.down as { takeSocket?: unknown }).takeSocket !== undefined) this.tunnelSocket(up, Buffer.alloc(0));
+      else this.tunnelStream(up, Buffer.alloc(0));
+    });
+  }
+
+  private releaseTunnel(): void {
+    const r = this.tunnelRelease;
+    this.tunnelRelease = null;
+    r?.();
   }
 
   // ---- downstream events -----------------------------------------------------------------
@@ -869,7 +976,17 @@ export class ActiveRequest implements PoolCallbacks {
       this.retriesCounted = false;
       this.cluster!.resources.retries--;
     }
+    if (this.tunnelCancel !== null) {
+      // The downstream went away while the CONNECT tunnel was still connecting.
+      this.tunnelCancel();
+      this.tunnelCancel = null;
+      this.releaseTunnel();
+    }
     const st = this.cfg.stats;
+    if (this.upgradeCounted) {
+      this.upgradeCounted = false;
+      st.downstream_cx_upgrades_active.dec();
+    }
     st.downstream_rq_active.dec();
     st.downstream_rq_completed.inc();
     st.downstream_rq_time.record(this.hcm.env.now() - this.startMs);

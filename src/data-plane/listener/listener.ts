@@ -15,7 +15,8 @@ import type { Logger } from '../../shared/log.ts';
 import { compileFilterChains, type FilterChainSelector, type ConnectionInfo } from './filter-chain-match.ts';
 import { inspectTls } from './tls-inspector.ts';
 import { inspectHttp } from './http-inspector.ts';
-import { createDownstreamTls, type DownstreamTls } from '../tls/context.ts';
+import { completeServerHandshake, createDownstreamTls, handshakeFailureStat, type DownstreamTls } from '../tls/context.ts';
+import { SslStats } from '../tls/ssl-stats.ts';
 import { resolveDataSource } from '../data-source.ts';
 import type { NetworkFilter } from './network-filter.ts';
 import type { DownstreamConnectionInfo } from '../http/stream.ts';
@@ -44,6 +45,26 @@ export interface ListenerStats {
   downstream_listener_filter_error: Counter;
   downstream_pre_cx_timeout: Counter;
   downstream_cx_overflow: Counter;
+  /** Envoy's TLS statistics, `listener.<addr>.ssl.*` (the listener scope, as for Envoy's downstream sockets). */
+  ssl: SslStats;
+}
+
+/**
+ * Listener filter stats. Envoy creates them in the listener factory context's scope, which is the server's
+ * root scope, so they are `tls_inspector.tls_found` and `http_inspector.http11_found`, shared by listeners.
+ */
+interface InspectorStats {
+  tls_found: Counter;
+  tls_not_found: Counter;
+  sni_found: Counter;
+  sni_not_found: Counter;
+  alpn_found: Counter;
+  alpn_not_found: Counter;
+  client_hello_too_large: Counter;
+  http10_found: Counter;
+  http11_found: Counter;
+  http2_found: Counter;
+  http_not_found: Counter;
 }
 
 /** Resolves a port-0 or named listener address to what net.listen takes. */
@@ -61,6 +82,7 @@ export class ListenerRuntime {
   private readonly server: net.Server;
   private readonly log: Logger;
   private readonly stats: ListenerStats;
+  private readonly inspectorStats: InspectorStats;
   private readonly useTlsInspector: boolean;
   private readonly useHttpInspector: boolean;
   private readonly filtersTimeoutMs: number;
@@ -115,6 +137,22 @@ export class ListenerRuntime {
       downstream_listener_filter_error: scope.counter('downstream_listener_filter_error'),
       downstream_pre_cx_timeout: scope.counter('downstream_pre_cx_timeout'),
       downstream_cx_overflow: scope.counter('downstream_cx_overflow'),
+      ssl: new SslStats(scope),
+    };
+    const tlsInspector = store.scope('tls_inspector');
+    const httpInspector = store.scope('http_inspector');
+    this.inspectorStats = {
+      tls_found: tlsInspector.counter('tls_found'),
+      tls_not_found: tlsInspector.counter('tls_not_found'),
+      sni_found: tlsInspector.counter('sni_found'),
+      sni_not_found: tlsInspector.counter('sni_not_found'),
+      alpn_found: tlsInspector.counter('alpn_found'),
+      alpn_not_found: tlsInspector.counter('alpn_not_found'),
+      client_hello_too_large: tlsInspector.counter('client_hello_too_large'),
+      http10_found: httpInspector.counter('http10_found'),
+      http11_found: httpInspector.counter('http11_found'),
+      http2_found: httpInspector.counter('http2_found'),
+      http_not_found: httpInspector.counter('http_not_found'),
     };
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.onAccept(s));
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
@@ -212,6 +250,7 @@ export class ListenerRuntime {
         if (r === 'need-more') return;
         if (r !== 'unknown') protos = [r];
       }
+      this.countInspection(isTls, sni, protos);
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.pause();
@@ -222,6 +261,22 @@ export class ListenerRuntime {
       clearTimeout(timer);
       socket.destroy();
     });
+  }
+
+  private countInspection(isTls: boolean, sni: string | undefined, protos: string[]): void {
+    const st = this.inspectorStats;
+    if (this.useTlsInspector) {
+      if (!isTls) st.tls_not_found.inc();
+      else {
+        st.tls_found.inc();
+        (sni !== undefined ? st.sni_found : st.sni_not_found).inc();
+        (protos.length > 0 ? st.alpn_found : st.alpn_not_found).inc();
+      }
+    }
+    if (this.useHttpInspector && !isTls) {
+      const p = protos[0];
+      (p === 'h2c' ? st.http2_found : p === 'http/1.1' ? st.http11_found : p === 'http/1.0' ? st.http10_found : st.http_not_found).inc();
+    }
   }
 
   private dispatch(socket: net.Socket, head: Buffer, transport: string | undefined, protos: string[], sni?: string): void {
@@ -261,26 +316,54 @@ export class ListenerRuntime {
       return;
     }
     if (head.length > 0) socket.unshift(head);
+    const downTls = chain.tls;
+    // With the TLS inspector's view of the client's ALPN list, offer ours only if they overlap: Envoy then
+    // completes the handshake without ALPN, where Node would abort it with no_application_protocol.
+    const alpn = transport === 'tls' ? downTls.selectAlpn(protos) : downTls.alpn.length > 0 ? downTls.alpn : undefined;
     const t = new tls.TLSSocket(socket, {
       isServer: true,
-      secureContext: chain.tls.secureContext,
-      requestCert: chain.tls.requestCert,
-      rejectUnauthorized: chain.tls.rejectUnauthorized,
-      ALPNProtocols: chain.tls.alpn.length > 0 ? chain.tls.alpn : undefined,
-    });
-    t.on('error', (err) => {
-      this.log.debug({ err: err.message }, 'TLS handshake failed');
-      socket.destroy();
+      secureContext: downTls.secureContext,
+      requestCert: downTls.requestCert,
+      rejectUnauthorized: downTls.rejectUnauthorized,
+      ALPNProtocols: alpn,
     });
     const hsTimer = setTimeout(() => socket.destroy(), 10_000);
+    // Set once the handshake has succeeded or failed, so each connection is counted once.
+    let settled = false;
+    t.on('error', (err) => {
+      if (!settled) {
+        settled = true;
+        this.stats.ssl.onFailure(handshakeFailureStat(err));
+        this.log.debug({ err: err.message }, 'TLS handshake failed');
+      }
+      socket.destroy();
+    });
+    // A peer that half-closes before finishing the handshake can never finish it (the listener socket allows
+    // half-open connections, for tcp_proxy): close it, as Envoy does on a read EOF during the handshake.
+    t.once('end', () => {
+      if (!settled) t.destroy();
+    });
+    // A peer that closes (or resets) before finishing the handshake is a failed handshake too.
+    t.once('close', () => {
+      clearTimeout(hsTimer);
+      if (!settled) {
+        settled = true;
+        this.stats.ssl.connection_error.inc();
+      }
+    });
     t.once('secure', () => {
       clearTimeout(hsTimer);
-      const bad = chain.tls!.verifyPeer?.(t);
+      if (settled) return;
+      settled = true;
+      completeServerHandshake(t, downTls.requestCert);
+      const bad = downTls.checkPeer(t);
       if (bad !== undefined) {
-        this.log.debug({ err: bad }, 'TLS peer verification failed');
+        this.stats.ssl.onFailure(bad.stat);
+        this.log.debug({ err: bad.message }, 'TLS peer verification failed');
         t.destroy();
         return;
       }
+      this.stats.ssl.onHandshake(t);
       info.serverName = (t as tls.TLSSocket & { servername?: string }).servername || info.serverName;
       chain.filter.onConnection(t, info, EMPTY, typeof t.alpnProtocol === 'string' ? t.alpnProtocol : '');
     });

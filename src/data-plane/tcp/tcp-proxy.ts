@@ -113,7 +113,7 @@ export class TcpProxyFilter implements NetworkFilter {
     };
     const onDownGone = (): void => cancel();
     down.once('close', onDownGone);
-    const cancel = connectUpstream(cluster.connectOptions(host), (err, up) => {
+    const cancel = connectUpstream({ ...cluster.connectOptions(host), allowHalfOpen: true }, (err, up) => {
       down.removeListener('close', onDownGone);
       if (err !== null || up === null) {
         release();
@@ -137,16 +137,17 @@ export class TcpProxyFilter implements NetworkFilter {
     up.setNoDelay(true);
     for (const b of pending) up.write(b);
     let idle: NodeJS.Timeout | null = null;
-    let active = false;
+    let lastActiveMs = performance.now();
     const touch = (): void => {
-      active = true;
+      lastActiveMs = performance.now();
     };
     if (this.idleTimeoutMs > 0) {
-      // One timer per connection, re-armed lazily: cheaper than resetting it on every chunk.
+      // One timer per connection, re-armed lazily for what is left of the window: cheaper than resetting
+      // it on every chunk, and still closes idle_timeout after the last byte (Envoy's TcpProxy idle timer).
       const check = (): void => {
-        if (active) {
-          active = false;
-          idle = setTimeout(check, this.idleTimeoutMs);
+        const left = this.idleTimeoutMs - (performance.now() - lastActiveMs);
+        if (left > 0) {
+          idle = setTimeout(check, left);
           idle.unref();
           return;
         }

@@ -35,6 +35,18 @@ import { formatIp, parseIp } from '../listener/cidr-range.ts';
  */
 export type DataSourceReader = (ds: DataSource__Output | null) => Buffer | undefined;
 
+/**
+ * The Envoy `ssl.*` counter a refused TLS peer increments (`listener.<addr>.ssl.<stat>`,
+ * `cluster.<name>.ssl.<stat>`; see Envoy's "TLS statistics"). Every refusal also counts `connection_error`.
+ */
+export type PeerFailureStat = 'fail_verify_no_cert' | 'fail_verify_error' | 'fail_verify_san' | 'fail_verify_cert_hash' | 'connection_error';
+
+/** Why a peer was refused: the stat it counts and a message for logs and response details. */
+export interface PeerFailure {
+  readonly stat: PeerFailureStat;
+  readonly message: string;
+}
+
 /** Optional inputs for building a TLS context. */
 export interface TlsContextOptions {
   /**
@@ -76,6 +88,8 @@ export interface DownstreamTls {
    * Returns why the connection must be closed, or undefined if it may proceed.
    */
   verifyPeer(peer: tls.TLSSocket | tls.PeerCertificate): string | undefined;
+  /** `verifyPeer` with the reason classified as the Envoy stat it counts. */
+  checkPeer(peer: tls.TLSSocket | tls.PeerCertificate): PeerFailure | undefined;
 }
 
 /** A compiled UpstreamTlsContext: what a cluster needs to originate TLS. */
@@ -97,6 +111,8 @@ export interface UpstreamTls {
    * trusted CA, allow_expired_certificate). Returns why to close the connection, or undefined.
    */
   verifyPeer(peer: tls.TLSSocket | tls.PeerCertificate): string | undefined;
+  /** `verifyPeer` with the reason classified as the Envoy stat it counts. */
+  checkPeer(peer: tls.TLSSocket | tls.PeerCertificate): PeerFailure | undefined;
 }
 
 /**
@@ -157,7 +173,8 @@ export function createDownstreamTls(
       for (const p of alpn) if (clientAlpn.includes(p)) return alpn;
       return undefined;
     },
-    verifyPeer: (peer) => verifier.verify(peer),
+    verifyPeer: (peer) => verifier.verify(peer)?.message,
+    checkPeer: (peer) => verifier.verify(peer),
   };
 }
 
@@ -182,7 +199,7 @@ export function createUpstreamTls(
   const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
     // Node calls this only after the chain verified; hostname checks are Envoy's SAN matchers or nothing.
     const why = verifier.verifyCertificate(cert);
-    return why === undefined ? undefined : Object.assign(new Error(why), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    return why === undefined ? undefined : Object.assign(new Error(why.message), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
   };
   return {
     options: {
@@ -196,7 +213,8 @@ export function createUpstreamTls(
     secureContext,
     serverName,
     alpn: common.alpn,
-    verifyPeer: (peer) => verifier.verify(peer),
+    verifyPeer: (peer) => verifier.verify(peer)?.message,
+    checkPeer: (peer) => verifier.verify(peer),
   };
 }
 
@@ -551,42 +569,80 @@ class PeerVerifier {
     this.#requireSni = requireSni;
   }
 
-  verify(peer: tls.TLSSocket | tls.PeerCertificate): string | undefined {
+  verify(peer: tls.TLSSocket | tls.PeerCertificate): PeerFailure | undefined {
     return peer instanceof tls.TLSSocket ? this.verifySocket(peer) : this.verifyCertificate(peer);
   }
 
-  verifySocket(socket: tls.TLSSocket): string | undefined {
+  verifySocket(socket: tls.TLSSocket): PeerFailure | undefined {
     if (this.#requireSni && !(socket as tls.TLSSocket & { servername?: string | false }).servername) {
-      return 'TLS handshake without SNI, and require_sni is set';
+      return { stat: 'connection_error', message: 'TLS handshake without SNI, and require_sni is set' };
     }
     const v = this.#v;
     if (v === undefined && !this.#requireCert) return undefined;
     const cert = socket.getPeerCertificate();
-    if (!cert || !cert.raw) return this.#requireCert ? 'peer did not present a certificate' : undefined;
+    if (!cert || !cert.raw) return this.#requireCert ? { stat: 'fail_verify_no_cert', message: 'peer did not present a certificate' } : undefined;
     if (v === undefined) return undefined;
     if (v.verifyChain && !socket.authorized) {
       const reason = String(socket.authorizationError ?? 'unknown error');
       // Node reports only the first verification error; expiry is the one allow_expired_certificate waives.
-      if (!(v.allowExpired && reason === 'CERT_HAS_EXPIRED')) return `verify cert failed: ${reason}`;
+      if (!(v.allowExpired && reason === 'CERT_HAS_EXPIRED')) return { stat: 'fail_verify_error', message: `verify cert failed: ${reason}` };
     }
     return this.verifyCertificate(cert);
   }
 
   /** SAN matchers, then certificate hash/SPKI pins, in the order Envoy's default validator applies them. */
-  verifyCertificate(cert: tls.PeerCertificate): string | undefined {
+  verifyCertificate(cert: tls.PeerCertificate): PeerFailure | undefined {
     const v = this.#v;
     if (v === undefined) return undefined;
     if (v.sanMatchers.length > 0 && !matchesAnySan(v.sanMatchers, parseSubjectAltNames(cert.subjectaltname))) {
-      return 'verify cert failed: SAN matcher';
+      return { stat: 'fail_verify_san', message: 'verify cert failed: SAN matcher' };
     }
     if (v.hashes.size > 0 || v.spkis.size > 0) {
       const hashOk = v.hashes.size > 0 && cert.fingerprint256 !== undefined && v.hashes.has(cert.fingerprint256.replace(/:/g, '').toLowerCase());
       if (!hashOk && !(v.spkis.size > 0 && cert.raw && v.spkis.has(spkiHash(cert.raw)))) {
-        return 'verify cert failed: cert hash and spki';
+        return { stat: 'fail_verify_cert_hash', message: 'verify cert failed: cert hash and spki' };
       }
     }
     return undefined;
   }
+}
+
+/**
+ * Finishes the server side of a handshake on a TLSSocket built with `new tls.TLSSocket(socket, { isServer })`
+ * (the listener does this so that each filter chain and connection can pick its context and ALPN list).
+ * Only `tls.Server` runs this step itself (lib/_tls_wrap.js onServerSocketSecure), so without it:
+ * - `secureConnecting` stays true, and node:http2 waits for a 'secureConnect' that a server socket never
+ *   emits: an h2-over-TLS session would never start.
+ * - `authorized`/`authorizationError` are never set: Node's OpenSSL verify callback accepts every chain
+ *   and leaves the verdict to this step (SSL_get_verify_result).
+ * Call it on 'secure', before `checkPeer`.
+ */
+export function completeServerHandshake(socket: tls.TLSSocket, requestCert: boolean): void {
+  const s = socket as tls.TLSSocket & { secureConnecting?: boolean; ssl?: { verifyError?: () => (Error & { code?: string }) | null } };
+  s.secureConnecting = false;
+  if (!requestCert) return;
+  const verifyError = s.ssl?.verifyError?.() ?? null;
+  if (verifyError) {
+    socket.authorized = false;
+    (socket as { authorizationError: Error | string }).authorizationError = verifyError.code ?? verifyError.message;
+  } else {
+    socket.authorized = true;
+  }
+}
+
+/**
+ * Classifies an error from a failed handshake (a TLSSocket 'error' before 'secure'/'secureConnect') as the
+ * Envoy `ssl.*` stat it counts, by OpenSSL/Node error code.
+ */
+export function handshakeFailureStat(err: Error): PeerFailureStat {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'fail_verify_no_cert';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return 'fail_verify_san';
+  // Chain errors (Node reports X509_V_ERR_* names): UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ...
+  if (code.startsWith('UNABLE_TO_') || code.startsWith('CERT_') || code.includes('SELF_SIGNED') || code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED') {
+    return 'fail_verify_error';
+  }
+  return 'connection_error';
 }
 
 function spkiHash(der: Buffer): string {

@@ -13,7 +13,8 @@ import { ConfigError, type Diagnostic } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.ts';
 import { createLoadBalancerFromSettings, parseLbSettings, type LbSettings, type LoadBalancer, type LbContext, type UpstreamHost } from './lb/load-balancer.ts';
-import { createUpstreamTls } from '../tls/context.ts';
+import { createUpstreamTls, handshakeFailureStat } from '../tls/context.ts';
+import { SslStats } from '../tls/ssl-stats.ts';
 import { resolveDataSource } from '../data-source.ts';
 import { H1Pool } from './h1-pool.ts';
 import { H2Pool } from './h2-pool.ts';
@@ -84,6 +85,7 @@ export class ClusterRuntime {
   readonly addedViaApi: boolean;
   private readonly tlsOptions: tls.ConnectionOptions | undefined;
   private readonly verifyPeer: ConnectOptions['verifyPeer'];
+  private readonly onTlsError: ConnectOptions['onTlsError'];
   private hostsByPriority: UpstreamHost[][] = [];
   private lb: LoadBalancer | undefined;
   /** Validated once per Cluster version; undefined for ORIGINAL_DST (CLUSTER_PROVIDED: no balancer). */
@@ -149,7 +151,15 @@ export class ClusterRuntime {
       try {
         const u = createUpstreamTls(ctx, (ds) => resolveDataSource(ds, env.baseDir));
         this.tlsOptions = u.options;
-        this.verifyPeer = u.verifyPeer;
+        // Envoy's TLS statistics for upstream sockets: cluster.<name>.ssl.*.
+        const ssl = new SslStats(scope);
+        this.verifyPeer = (t) => {
+          const bad = u.checkPeer(t);
+          if (bad === undefined) ssl.onHandshake(t);
+          else ssl.onFailure(bad.stat);
+          return bad?.message;
+        };
+        this.onTlsError = (err) => ssl.onFailure(handshakeFailureStat(err));
       } catch (err) {
         if (err instanceof ConfigError) for (const d of err.diagnostics) diags.push({ ...d, path: `transport_socket.typed_config.${d.path}` });
         else throw err;
@@ -397,7 +407,7 @@ export class ClusterRuntime {
   /** Options for one new upstream connection to `host` (pools and tcp_proxy call it once per connect). */
   connectOptions(host: UpstreamHost): ConnectOptions {
     this.countersOf(host).cxTotal++;
-    return { host: host.address, port: host.port, connectTimeoutMs: this.connectTimeoutMs, tls: this.tlsOptions, verifyPeer: this.verifyPeer };
+    return { host: host.address, port: host.port, connectTimeoutMs: this.connectTimeoutMs, tls: this.tlsOptions, verifyPeer: this.verifyPeer, onTlsError: this.onTlsError };
   }
 
   onHostConnectFailure(host: UpstreamHost): void {

@@ -10,6 +10,13 @@ export interface ConnectOptions {
   tls?: tls.ConnectionOptions;
   /** Extra check after the handshake (SAN match); returns an error string or undefined. */
   verifyPeer?: (socket: tls.TLSSocket) => string | undefined;
+  /** Called when the TLS handshake fails after TCP connected (for the cluster's `ssl.*` stats). */
+  onTlsError?: (err: Error) => void;
+  /**
+   * Keep our sending side open after the upstream's FIN (tcp_proxy and tunnels relay half-close as
+   * Envoy does); without it Node ends the socket as soon as the peer does.
+   */
+  allowHalfOpen?: boolean;
 }
 
 export type ConnectFailure = { reason: 'connect-failure' | 'connect-timeout'; detail: string };
@@ -33,15 +40,19 @@ export function connectUpstream(
   };
   const onError = (e: Error): void => finish({ reason: 'connect-failure', detail: describeConnectError(e) });
   if (o.tls !== undefined) {
-    const t = tls.connect({ ...o.tls, host: o.host, port: o.port });
+    const t = tls.connect({ ...o.tls, host: o.host, port: o.port, allowHalfOpen: o.allowHalfOpen === true } as tls.ConnectionOptions) // tls.connect honours allowHalfOpen; @types/node omits it;
     socket = t;
+    // Errors before TCP connects are connect failures, and errors after the handshake are not TLS ones.
+    let isSecure = false;
+    if (o.onTlsError !== undefined) t.once('connect', () => t.once('error', (e) => isSecure || o.onTlsError?.(e)));
     t.once('secureConnect', () => {
+      isSecure = true;
       const bad = o.verifyPeer?.(t);
       if (bad !== undefined) finish({ reason: 'connect-failure', detail: `TLS_error:|${bad}` });
       else finish(null);
     });
   } else {
-    socket = net.connect({ host: o.host, port: o.port });
+    socket = net.connect({ host: o.host, port: o.port, allowHalfOpen: o.allowHalfOpen === true });
     socket.once('connect', () => finish(null));
   }
   socket.on('error', onError);

@@ -87,10 +87,13 @@ export class H1ClientConnection implements UpstreamStream {
   }
 
   sendHeaders(head: RequestHead, endStream: boolean): void {
-    this.method = head.method;
-    this.parser.setResponseContext(head.method);
-    const isConnect = head.method === 'CONNECT';
-    let s = head.method + ' ' + (isConnect ? head.authority : head.path) + ' HTTP/1.1\r\nhost: ' + head.authority + '\r\n';
+    // RFC 8441 extended CONNECT from an h2 downstream (`:protocol websocket`) is an HTTP/1.1 Upgrade on this
+    // side: GET with Upgrade/Connection (Envoy's Utility::transformUpgradeRequestFromH2toH1).
+    const method = head.method === 'CONNECT' && head.upgrade !== '' && head.upgrade !== 'connect' ? 'GET' : head.method;
+    this.method = method;
+    this.parser.setResponseContext(method);
+    const isConnect = method === 'CONNECT';
+    let s = method + ' ' + (isConnect ? head.authority : head.path) + ' HTTP/1.1\r\nhost: ' + head.authority + '\r\n';
     const h = head.headers;
     let hasLength = false;
     for (let i = 0; i < h.length; i += 2) {

@@ -73,7 +73,9 @@ class H1ServerStream implements ServerStream {
     }
     this.responseStarted = true;
     const isHead = this.head.method === 'HEAD';
-    const noBody = isHead || status === 204 || status === 304 || status === 101;
+    // RFC 9110 §9.3.6: a 2xx to CONNECT has no content; the tunnel starts right after the head.
+    const isTunnel = status === 101 || (this.head.method === 'CONNECT' && status >= 200 && status < 300);
+    const noBody = isHead || status === 204 || status === 304 || isTunnel;
     let s = statusLine(status);
     let hasLength = false;
     for (let i = 0; i < headers.length; i += 2) {
@@ -83,6 +85,7 @@ class H1ServerStream implements ServerStream {
       } else if (n === 'connection' || n === 'transfer-encoding' || n === 'keep-alive') {
         continue;
       }
+      if (isTunnel && n === 'content-length') continue;
       s += n + ': ' + headers[i + 1] + '\r\n';
     }
     // Envoy (ActiveStream::encodeHeaders): a response before the request is complete makes an HTTP/1
@@ -106,7 +109,7 @@ class H1ServerStream implements ServerStream {
       this.bodyMode = BODY_CLOSE;
       this.keepAlive = false;
     }
-    if (status !== 101) {
+    if (!isTunnel) {
       if (!this.keepAlive) s += 'connection: close\r\n';
       else if (this.head.protocol === 'HTTP/1.0') s += 'connection: keep-alive\r\n';
     }

@@ -197,6 +197,12 @@ export class H2ServerCodec {
     if (head.length > 0) socket.unshift(head);
     this.server.once('session', (session: SessionWithConn) => {
       session[kConn] = conn;
+      // Listener sockets allow half-open (tcp_proxy needs it), but an HTTP codec has no use for it: Envoy
+      // treats the peer's FIN as the end of the connection. Without this, a client that sends FIN leaves
+      // the session (and downstream_cx_active) until the idle timeout.
+      socket.once('end', () => {
+        if (!session.destroyed) session.destroy();
+      });
       this.opts.onSession(session, conn);
     });
     this.server.emit('connection', socket);

@@ -18,6 +18,7 @@ import { diagnose, findQueryParameter, pseudoHeaderOf } from './matchers.ts';
 import type { CompiledSubstitution } from './regex.ts';
 import { compileSubstitution, substitute } from './regex.ts';
 import { durationMs } from './retry-policy.ts';
+import { xxhash64 } from '../../upstream/lb/xxhash64.ts';
 
 /** A cookie the router must add (Set-Cookie) because a hash policy generated it. */
 export interface GeneratedCookie {
@@ -33,6 +34,11 @@ export interface GeneratedCookie {
 export interface HashContext {
   /** Downstream remote IP without port ('' when unknown). */
   sourceIp: string;
+  /**
+   * The downstream connection's remote then local address, each `ip:port` (Envoy's `asString()`),
+   * concatenated: what a generated cookie's value is hashed from. Defaults to `sourceIp`.
+   */
+  connectionAddresses?: string;
   /** Set by hashKeys when a cookie hash policy generated a cookie that must be sent to the client. */
   cookieToSet?: GeneratedCookie;
 }
@@ -103,7 +109,9 @@ function entryKey(e: CompiledHashPolicyEntry, req: RouteRequest, ctx: HashContex
       const v = cookieValue(req.headers, e.name);
       if (v !== undefined) return v;
       if (e.cookieTtlMs === undefined) return undefined;
-      const value = hex64(ctx.sourceIp);
+      // Envoy's Router::addDownstreamSetCookie: Hex::uint64ToHex(xxHash64(remote + local address)), so
+      // every stream of one connection gets the same cookie.
+      const value = xxhash64(ctx.connectionAddresses ?? ctx.sourceIp).toString(16).padStart(16, '0');
       ctx.cookieToSet = { name: e.name, value, path: e.cookiePath, ttlMs: e.cookieTtlMs, attributes: e.cookieAttributes };
       return value;
     }
@@ -136,16 +144,23 @@ export function cookieValue(headers: readonly string[], name: string): string | 
   return undefined;
 }
 
-/** 16 hex digits from two 32-bit FNV-1a variants: a stable cookie value for an address. */
-function hex64(s: string): string {
-  let a = 0x811c9dc5;
-  let b = 0x050c5d1f;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 13);
-  }
-  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
+/** `ip:port` or `[ipv6]:port`, as Envoy's Address::Instance::asString() prints a socket address. */
+export function addressString(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/**
+ * The Set-Cookie value for a generated cookie, as Envoy's Http::Utility::makeSetCookieValue builds it for
+ * the cookie hash policy: `name="value"`, `Max-Age` in whole seconds unless the ttl is zero (a session
+ * cookie), `Path` when set, the configured attributes, then `HttpOnly`.
+ */
+export function formatSetCookie(c: GeneratedCookie): string {
+  let out = `${c.name}="${c.value}"`;
+  const maxAgeS = Math.floor(c.ttlMs / 1000);
+  if (maxAgeS !== 0) out += `; Max-Age=${maxAgeS}`;
+  if (c.path !== '') out += `; Path=${c.path}`;
+  for (const a of c.attributes) out += a.value === '' ? `; ${a.name}` : `; ${a.name}=${a.value}`;
+  return `${out}; HttpOnly`;
 }
 
 /** Compiles `hash_policy` at `path` (the RouteAction). Returns undefined for an empty list. */

@@ -179,6 +179,11 @@ export class CompiledRouteAction {
   hashPolicy: CompiledHashPolicy | undefined;
   /** upgrade_configs: lowercased upgrade type → enabled. Types absent here follow the connection manager. */
   upgrades: ReadonlyMap<string, boolean> = new Map();
+  /**
+   * An enabled CONNECT upgrade_config with connect_config: the proxy terminates CONNECT itself (TCP to the
+   * cluster, 200 downstream) instead of forwarding the CONNECT request upstream.
+   */
+  terminateConnect = false;
   /** The most specific non-empty mirror policy list (route, else virtual host, else route config). */
   mirrorPolicies: readonly CompiledMirrorPolicy[] = [];
   priority: 'DEFAULT' | 'HIGH' = 'DEFAULT';
@@ -365,7 +370,11 @@ export function compileRouteAction(
   out.retryPolicy = a.retry_policy ? compileRetryPolicy(a.retry_policy, `${path}.retry_policy`, sink) : inherited.retryPolicy;
   out.hashPolicy = hashPolicy;
   const upgrades = new Map<string, boolean>();
-  for (const u of a.upgrade_configs) upgrades.set(u.upgrade_type.toLowerCase(), u.enabled ? u.enabled.value : true);
+  for (const u of a.upgrade_configs) {
+    const enabled = u.enabled ? u.enabled.value : true;
+    upgrades.set(u.upgrade_type.toLowerCase(), enabled);
+    if (enabled && u.upgrade_type.toLowerCase() === 'connect' && u.connect_config !== null) out.terminateConnect = true;
+  }
   out.upgrades = upgrades;
   out.mirrorPolicies = a.request_mirror_policies.length > 0 ? compileMirrorPolicies(a.request_mirror_policies) : inherited.mirrorPolicies;
   out.priority = a.priority === 'HIGH' ? 'HIGH' : 'DEFAULT';

@@ -1,0 +1,52 @@
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { spliceSockets } from './splice.ts';
+
+/** A connected pair of half-open sockets on 127.0.0.1 (client side, server side). */
+async function pair(): Promise<[net.Socket, net.Socket, net.Server]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+  const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
+  return [client, await accepted, server];
+}
+
+it('relays bytes and half-close both ways, then reports close once', async () => {
+  const [client, downSide, s1] = await pair();
+  const [upSide, upstream, s2] = await pair();
+  let closed = 0;
+  const allClosed = new Promise<void>((resolve) => spliceSockets(downSide, upSide, () => { closed++; resolve(); }));
+  const got: Buffer[] = [];
+  upstream.on('data', (d: Buffer) => got.push(d));
+  // Client half-closes; the upstream sees FIN and still answers.
+  client.end('request');
+  await new Promise<void>((resolve) => upstream.once('end', () => resolve()));
+  assert.equal(Buffer.concat(got).toString(), 'request');
+  const back: Buffer[] = [];
+  client.on('data', (d: Buffer) => back.push(d));
+  const clientEnded = new Promise<void>((resolve) => client.once('end', () => resolve()));
+  upstream.end('answer after FIN');
+  await clientEnded;
+  assert.equal(Buffer.concat(back).toString(), 'answer after FIN');
+  await allClosed;
+  assert.equal(closed, 1);
+  s1.close();
+  s2.close();
+});
+
+it('a reset on one side destroys the other', async () => {
+  const [client, downSide, s1] = await pair();
+  const [upSide, upstream, s2] = await pair();
+  const done = new Promise<void>((resolve) => spliceSockets(downSide, upSide, resolve));
+  upstream.on('error', () => {});
+  const upstreamClosed = new Promise<void>((resolve) => upstream.once('close', () => resolve()));
+  client.resetAndDestroy();
+  await done;
+  await upstreamClosed;
+  assert.equal(upSide.destroyed, true);
+  s1.close();
+  s2.close();
+});

@@ -1,0 +1,40 @@
+/** Byte relay between two connected sockets: WebSocket and CONNECT tunnels once the HTTP exchange is over. */
+import type { Socket } from 'node:net';
+
+/**
+ * Copies bytes both ways between `a` and `b` with backpressure (a side whose peer's write buffer is full
+ * stops reading until it drains). A FIN is relayed as a FIN (half-close, as Envoy's tunnels and tcp_proxy
+ * do); an error or reset on either side destroys both. A side that closed cleanly lets the other flush
+ * what it still holds before closing (destroySoon), so the last bytes of a tunnel are never dropped.
+ * `onClosed` runs once, after both sockets have closed.
+ */
+export function spliceSockets(a: Socket, b: Socket, onClosed: () => void): void {
+  relay(a, b);
+  relay(b, a);
+  let open = 2;
+  const onClose = (): void => {
+    if (--open === 0) onClosed();
+  };
+  a.once('close', () => {
+    if (!b.destroyed) b.destroySoon();
+    onClose();
+  });
+  b.once('close', () => {
+    if (!a.destroyed) a.destroySoon();
+    onClose();
+  });
+  a.resume();
+  b.resume();
+}
+
+function relay(from: Socket, to: Socket): void {
+  from.on('data', (d: Buffer) => {
+    if (!to.write(d)) from.pause();
+  });
+  to.on('drain', () => from.resume());
+  from.on('end', () => to.end());
+  from.on('error', () => {
+    from.destroy();
+    to.destroy();
+  });
+}
