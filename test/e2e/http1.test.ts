@@ -99,6 +99,16 @@ describe('HTTP/1.1 proxying', () => {
     assert.ok(stats['http.ingress.rq_redirect'] >= 1);
   });
 
+  it('local replies keep a bodyless request\'s connection alive; pipelined requests after them are answered in order', async () => {
+    const n = a.requests.length;
+    const get = (path: string, host = 'svc.local') => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
+    const r = await rawHttp(port, get('/direct') + get('/nothing-here', 'other.local') + get('/old') + get('/after-local-replies'), { responses: 4 });
+    assert.deepEqual(r.responses.map((x) => x.status), [418, 404, 302, 200]);
+    for (const x of r.responses) assert.notEqual(x.headerMap['connection'], 'close', `${x.status} closed the connection`);
+    assert.equal(r.closed, false);
+    assert.deepEqual(a.requests.slice(n).map((q) => q.url), ['/after-local-replies']);
+  });
+
   it('503 for a missing cluster, 504 upstream request timeout at the route timeout', async () => {
     const m = await curl(['-H', 'host: svc.local', `http://127.0.0.1:${port}/nohost/x`]);
     assert.equal(m.status, 503);

@@ -11,7 +11,7 @@ import { LOOPBACK } from './ports.ts';
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** Frame types (RFC 9113 §6). */
-export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
+export const FRAME = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
 /** Flags. */
 export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
 /** Error codes (RFC 9113 §7). */
@@ -72,6 +72,76 @@ export function rstStreamFrame(streamId: number, code = 8): Buffer {
 /** An empty SETTINGS frame, or its ACK. */
 export function settingsFrame(ack = false): Buffer {
   return frame(FRAME.SETTINGS, ack ? FLAG.ACK : 0, 0);
+}
+
+/** SETTINGS identifiers (RFC 9113 §6.5.2). */
+export const SETTING = { HEADER_TABLE_SIZE: 1, ENABLE_PUSH: 2, MAX_CONCURRENT_STREAMS: 3, INITIAL_WINDOW_SIZE: 4, MAX_FRAME_SIZE: 5, MAX_HEADER_LIST_SIZE: 6 } as const;
+
+/** A SETTINGS frame carrying `params` as [identifier, value] pairs. */
+export function settingsWith(params: ReadonlyArray<readonly [number, number]>): Buffer {
+  const p = Buffer.alloc(6 * params.length);
+  params.forEach(([id, value], i) => {
+    p.writeUInt16BE(id, 6 * i);
+    p.writeUInt32BE(value, 6 * i + 2);
+  });
+  return frame(FRAME.SETTINGS, 0, 0, p);
+}
+
+/** A PING frame (8-byte payload), or its ACK. */
+export function pingFrame(ack = false, data: Buffer = Buffer.alloc(8)): Buffer {
+  return frame(FRAME.PING, ack ? FLAG.ACK : 0, 0, data);
+}
+
+/** A PRIORITY frame: `streamId` depends on `dependsOn` with `weight` (1–256). */
+export function priorityFrame(streamId: number, dependsOn = 0, weight = 16): Buffer {
+  const p = Buffer.alloc(5);
+  p.writeUInt32BE(dependsOn & 0x7fffffff);
+  p[4] = weight - 1;
+  return frame(FRAME.PRIORITY, 0, streamId, p);
+}
+
+/** A WINDOW_UPDATE frame on `streamId` (0 = the connection). */
+export function windowUpdateFrame(streamId: number, increment: number): Buffer {
+  const p = Buffer.alloc(4);
+  p.writeUInt32BE(increment & 0x7fffffff);
+  return frame(FRAME.WINDOW_UPDATE, 0, streamId, p);
+}
+
+/**
+ * HPACK "literal header field with incremental indexing — new name" (RFC 7541 §6.2.1): the field is also
+ * inserted into the peer's dynamic table, where {@link hpackIndexed} can then reference it (index 62 is the
+ * newest entry, §2.3.3).
+ */
+export function hpackIndexedLiteral(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]);
+}
+
+/** HPACK "indexed header field" (RFC 7541 §6.1): one byte (for index < 127) that decodes to a whole field. */
+export function hpackIndexed(index: number): Buffer {
+  return Buffer.from(hpackInt(index, 7, 0x80));
+}
+
+/**
+ * HPACK "literal header field without indexing — indexed name" (RFC 7541 §6.2.2) with a static-table name
+ * (e.g. 32 = `cookie`), the compact form a cookie-crumb flood uses.
+ */
+export function hpackLiteralIndexedName(nameIndex: number, value: string): Buffer {
+  return Buffer.concat([Buffer.from(hpackInt(nameIndex, 4, 0x00)), hpackString(value)]);
+}
+
+/**
+ * A header block split into HEADERS + CONTINUATION frames of at most `maxFrameBytes` payload (default 16384,
+ * the SETTINGS_MAX_FRAME_SIZE minimum), END_HEADERS on the last one.
+ */
+export function headerBlockFrames(streamId: number, block: Buffer, opts: { endStream?: boolean; maxFrameBytes?: number } = {}): Buffer {
+  const max = opts.maxFrameBytes ?? 16_384;
+  const frames: Buffer[] = [];
+  for (let off = 0; off === 0 || off < block.length; off += max) {
+    const last = off + max >= block.length;
+    const flags = (last ? FLAG.END_HEADERS : 0) | (off === 0 && opts.endStream !== false ? FLAG.END_STREAM : 0);
+    frames.push(frame(off === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, flags, streamId, block.subarray(off, off + max)));
+  }
+  return Buffer.concat(frames);
 }
 
 /** The usual request pseudo-headers for a GET on `authority`/`path`. */

@@ -42,11 +42,12 @@ it('a reset on one side destroys the other', async () => {
   const [upSide, upstream, s2] = await pair();
   const done = new Promise<void>((resolve) => spliceSockets(downSide, upSide, resolve));
   upstream.on('error', () => {});
-  const upstreamClosed = new Promise<void>((resolve) => upstream.once('close', () => resolve()));
+  const upstreamEnded = new Promise<void>((resolve) => upstream.once('end', () => resolve()));
   client.resetAndDestroy();
   await done;
-  await upstreamClosed;
+  await upstreamEnded; // the upstream sees the connection go away
   assert.equal(upSide.destroyed, true);
+  upstream.destroy();
   s1.close();
   s2.close();
 });

@@ -90,7 +90,9 @@ class H1ServerStream implements ServerStream {
     }
     // Envoy (ActiveStream::encodeHeaders): a response before the request is complete makes an HTTP/1
     // connection close, since the rest of the request is unread; say so with Connection: close.
-    if (this.c.draining || !this.requestDone) this.keepAlive = false;
+    // A request without a body is complete once its head is parsed, even though the parser reports the end of
+    // the message only after this (synchronous) local reply returns: that connection stays reusable.
+    if (this.c.draining || !(this.requestDone || this.isBodyless())) this.keepAlive = false;
     if (status === 101) {
       s += 'connection: upgrade\r\n';
       this.bodyMode = BODY_NONE;
@@ -119,6 +121,11 @@ class H1ServerStream implements ServerStream {
       this.flush();
       this.finishResponse();
     }
+  }
+
+  /** No request body follows the head (and no tunnel): nothing of the request is left unread. */
+  isBodyless(): boolean {
+    return !this.head.hasBody && this.head.upgrade === '';
   }
 
   /** Head not yet written: joined with the first body chunk into one socket write. */
@@ -387,11 +394,16 @@ export class H1ServerConnection {
     const s = this.current;
     if (s === null) return;
     s.requestDone = true;
-    if (!s.responseDone) {
-      // Hold the next pipelined request until this response is out.
-      this.parsing = false;
-      this.parser.pause();
+    if (s.responseDone) {
+      // A local reply finished inside the head callback of a bodyless request (onResponseDone waited for
+      // this): the connection moves on to the next request.
+      s.onEnd(trailers);
+      this.onResponseDone(s);
+      return;
     }
+    // Hold the next pipelined request until this response is out.
+    this.parsing = false;
+    this.parser.pause();
     s.onEnd(trailers);
   }
 
@@ -416,6 +428,8 @@ export class H1ServerConnection {
   onResponseDone(s: H1ServerStream): void {
     if (this.current !== s) return;
     if (!s.requestDone) {
+      // Bodyless request answered before the parser reported its end: onMessageComplete finishes the job.
+      if (s.isBodyless()) return;
       // Response finished before the request body did (e.g. local reply): the rest of the body is
       // unread protocol state, so the connection cannot be reused (Envoy closes it too).
       this.closeAfterFlush();

@@ -8,7 +8,9 @@ import type { Socket } from 'node:net';
 import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream } from '../stream.ts';
 import { fromH2Object, fromH2Raw, stripForH2, toH2Headers } from './convert.ts';
 
-const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+/** Request pseudo-headers allowed on top of max_headers_count (:method :scheme :authority :path :protocol, + slack). */
+const PSEUDO_HEADERS_MAX = 8;
 
 /**
  * RFC 9113 §8.2.1: a field value with NUL, CR or LF, or with leading/trailing whitespace, makes the request
@@ -170,7 +172,7 @@ export class H2ServerCodec {
         initialWindowSize: opts.initialStreamWindowSize,
         enableConnectProtocol: true,
       },
-      maxHeaderListPairs: opts.maxHeadersCount + 8,
+      maxHeaderListPairs: opts.maxHeadersCount + PSEUDO_HEADERS_MAX,
       maxSessionMemory: 64,
       // RELIABILITY rows 9/12/13: bounded invalid frames and rejected streams per session.
       maxSessionInvalidFrames: 1000,
@@ -211,6 +213,18 @@ export class H2ServerCodec {
   private onStream(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]): void {
     // Before anything can throw: a stream nghttp2 later closes with an error must never be an unhandled 'error'.
     s.on('error', noop);
+    // Envoy's h2 codec resets a stream whose decoded headers exceed max_request_headers_kb (counting name and
+    // value bytes) or max_headers_count (http2.header_overflow). nghttp2 enforces our SETTINGS_MAX_HEADER_LIST_SIZE
+    // only once the client has ACKed our SETTINGS, so a header block sent with the preface (an HPACK bomb:
+    // one big dynamic-table entry referenced by many one-byte indexed fields) decodes past it; check here too,
+    // before anything is forwarded (RELIABILITY rows 6 and 11).
+    let headerBytes = 0;
+    for (let i = 0; i < raw.length; i += 2) headerBytes += raw[i].length + raw[i + 1].length;
+    if (headerBytes > this.opts.maxHeaderListSize || raw.length / 2 > this.opts.maxHeadersCount + PSEUDO_HEADERS_MAX) {
+      this.opts.onProtocolError('header-overflow');
+      s.close(NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
     for (let i = 0; i < raw.length; i += 2) {
       if (isMalformedField(raw[i], raw[i + 1])) {
         this.opts.onProtocolError('malformed-header');
