@@ -212,11 +212,32 @@ export class HttpConnectionManagerFilter implements NetworkFilter {
       return head.subarray(0, H2_PREFACE_START.length).equals(H2_PREFACE_START) ? this.startH2(socket, info, head) : this.startH1(socket, info, head);
     }
     let buf = head;
+    // Until the first bytes pick a codec, nothing else watches this socket: a peer that closes (FIN; listener
+    // sockets allow half-open) or never sends a byte would hold its fd forever (RELIABILITY row 18). Envoy
+    // closes on remote close and runs the connection idle_timeout (common_http_protocol_options, 1 h) from accept.
+    const onEnd = (): void => {
+      socket.destroy();
+    };
+    const idleMs = this.cfg.connectionIdleTimeoutMs;
+    const idleTimer = idleMs > 0
+      ? setTimeout(() => {
+        st.downstream_cx_idle_timeout.inc();
+        socket.destroy();
+      }, idleMs)
+      : null;
+    const stopWaiting = (): void => {
+      if (idleTimer !== null) clearTimeout(idleTimer);
+      socket.removeListener('end', onEnd);
+      socket.removeListener('close', stopWaiting);
+    };
+    socket.once('end', onEnd);
+    socket.once('close', stopWaiting);
     const onData = (d: Buffer): void => {
       buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
       const n = Math.min(buf.length, H2_PREFACE_START.length);
       const isPrefix = buf.subarray(0, n).equals(H2_PREFACE_START.subarray(0, n));
       if (isPrefix && buf.length < H2_PREFACE_START.length) return;
+      stopWaiting();
       socket.removeListener('data', onData);
       socket.pause();
       if (isPrefix) this.startH2(socket, info, buf);

@@ -515,7 +515,8 @@ export class ActiveRequest implements PoolCallbacks {
       return false;
     }
     if (this.bufferForRetry === false && this.down.head.hasBody) {
-      cluster.stats.retry_or_shadow_abandoned.inc();
+      // The body outgrew the retry buffer: keepBody already counted retry_or_shadow_abandoned. Envoy's router
+      // counts it once, when it drops its retry state on the overflow, not again at the retry decision.
       return false;
     }
     if (!this.retriesCounted && cluster.resources.retries >= cluster.thresholds.maxRetries) {
