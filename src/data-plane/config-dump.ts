@@ -7,17 +7,24 @@ import type { ProxyServer } from './server.ts';
 const T = 'type.googleapis.com/';
 
 export function configDump(server: ProxyServer, opts: { resource?: string; mask?: string; includeEds: boolean }): unknown {
+  // With ADS, dynamic resources carry version_info and last_updated (xDS-delivered, as Envoy dumps them).
+  const dyn = server.dynamic?.dump(opts.includeEds);
+  const staticListenerNames = new Set((server.bootstrap.static_resources?.listeners ?? []).map((l) => l.name));
   const dumps: [string, object][] = [
     ['envoy.admin.v3.BootstrapConfigDump', { bootstrap: server.bootstrap }],
     [
       'envoy.admin.v3.ClustersConfigDump',
-      { static_clusters: [...server.clusters.all()].filter((c) => !c.addedViaApi).map((c) => ({ cluster: packAny(T + 'envoy.config.cluster.v3.Cluster', c.config) })) },
+      { static_clusters: [...server.clusters.all()].filter((c) => !c.addedViaApi).map((c) => ({ cluster: packAny(T + 'envoy.config.cluster.v3.Cluster', c.config) })), ...dyn?.clusters },
     ],
     [
       'envoy.admin.v3.ListenersConfigDump',
-      { static_listeners: server.listeners.map((l) => ({ listener: packAny(T + 'envoy.config.listener.v3.Listener', l.config) })) },
+      { static_listeners: server.listeners.filter((l) => staticListenerNames.has(l.name)).map((l) => ({ listener: packAny(T + 'envoy.config.listener.v3.Listener', l.config) })), ...dyn?.listeners },
     ],
   ];
+  if (dyn !== undefined) {
+    dumps.push(['envoy.admin.v3.RoutesConfigDump', dyn.routes]);
+    if (dyn.endpoints !== undefined) dumps.push(['envoy.admin.v3.EndpointsConfigDump', dyn.endpoints]);
+  }
   const configs = dumps.map(([name, obj]) => packAny(T + name, obj));
   const json = encodeProtoJson(lookupMessage('envoy.admin.v3.ConfigDump')!, { configs }) as { configs?: Record<string, unknown>[] };
   if (opts.resource === undefined) return json;

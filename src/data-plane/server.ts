@@ -20,6 +20,10 @@ import { TcpProxyFilter } from './tcp/tcp-proxy.ts';
 import { HttpConnectionManagerFilter } from './http/hcm.ts';
 import { startAdminServer, type AdminProvider } from './admin/admin-server.ts';
 import { configDump } from './config-dump.ts';
+import { DynamicConfig } from './dynamic-config.ts';
+import { AdsClient } from '../xds/ads-client.ts';
+import type { CompiledRouteConfig } from './http/route/route-table.ts';
+import type { ConfigSource__Output } from '../xds/gen/envoy/config/core/v3/ConfigSource.ts';
 
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
@@ -52,6 +56,9 @@ export class ProxyServer {
   private readonly startedAt: number;
   private readonly serverStats: ServerStats;
   private flushTimer: NodeJS.Timeout | null = null;
+  /** xDS resources from ADS (bootstrap dynamic_resources), else undefined. */
+  readonly dynamic: DynamicConfig | undefined;
+  private readonly ads: { clusterName: string; mode: 'sotw' | 'delta'; backoffBaseMs: number; backoffMaxMs: number } | undefined;
   private stopping: Promise<void> | undefined;
   /** Resolves when the process should exit (quitquitquit or drain complete). */
   readonly done: Promise<void>;
@@ -72,6 +79,24 @@ export class ProxyServer {
     } catch (err) {
       if (err instanceof ConfigError) diags.push(...err.diagnostics);
       else throw err;
+    }
+    this.ads = checkDynamicResources(bootstrap, diags);
+    if (this.ads !== undefined) {
+      const dr = bootstrap.dynamic_resources!;
+      this.dynamic = new DynamicConfig({
+        clusters: this.clusters,
+        listeners: this.listeners,
+        store: this.stats,
+        log: this.log,
+        buildListener: (l, onRouteTable) =>
+          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath)),
+        staticClusterNames: new Set((bootstrap.static_resources?.clusters ?? []).map((c) => c.name)),
+        staticListenerNames: new Set((bootstrap.static_resources?.listeners ?? []).map((l) => l.name)),
+        drainMs: opts.drainTimeMs,
+        cdsInitialFetchMs: initialFetchMs(dr.cds_config),
+        ldsInitialFetchMs: initialFetchMs(dr.lds_config),
+        wallClock: () => Date.now(),
+      });
     }
     const names = new Set<string>();
     /** "host:port" → listener name, for Envoy's "has duplicate address" check (port 0 binds anywhere). */
@@ -108,6 +133,7 @@ export class ProxyServer {
       for (const l of this.listeners) l.close();
       throw new ConfigError(diags, 'bootstrap');
     }
+    this.dynamic?.noteStaticRoutes();
     this.serverStats = serverStats(this.stats);
     this.serverStats.concurrency.set(1);
     this.serverStats.state.set(STATE_GAUGE.PRE_INITIALIZING);
@@ -139,12 +165,13 @@ export class ProxyServer {
     s.totalConnections.set(connections);
   }
 
-  private makeFilter(f: Filter__Output, path: string, drainType?: string): NetworkFilter {
+  private makeFilter(f: Filter__Output, path: string, drainType?: string, onRouteTable?: (rt: CompiledRouteConfig, path: string) => void): NetworkFilter {
     const url = f.typed_config?.type_url ?? '';
     const where = (d: Diagnostic): Diagnostic => ({ ...d, path: `${path}.typed_config.${d.path}` });
     try {
       if (url === HCM_TYPE) {
-        return new HttpConnectionManagerFilter(unpackAny<HttpConnectionManager__Output>(f.typed_config!), {
+        const hcm = unpackAny<HttpConnectionManager__Output>(f.typed_config!);
+        const filter = new HttpConnectionManagerFilter(hcm, {
           clusters: this.clusters,
           store: this.stats,
           log: this.log,
@@ -154,7 +181,10 @@ export class ProxyServer {
           // Envoy's DrainManagerImpl::drainClose: a DEFAULT drain_type listener also drain-closes every
           // connection while the server is health-check failed (admin /healthcheck/fail).
           isDraining: () => this.state === 'DRAINING' || (this.healthCheckFailed && drainType !== 'MODIFY_ONLY'),
+          rds: this.dynamic,
         });
+        if (onRouteTable !== undefined && hcm.route_specifier === 'route_config') onRouteTable(filter.cfg.routes, `${path}.typed_config.route_config`);
+        return filter;
       }
       if (url === TCP_PROXY_TYPE) {
         return new TcpProxyFilter(unpackAny<TcpProxy__Output>(f.typed_config!), { clusters: this.clusters, store: this.stats, log: this.log, random: this.opts.random ?? Math.random }, path);
@@ -175,8 +205,29 @@ export class ProxyServer {
       this.admin = await startAdminServer({ address: adminAddr.address, port: adminAddr.port_value ?? 0 }, this.adminProvider(), this.log);
     }
     await this.clusters.initialized(5000);
+    // Listeners from LDS open as they are applied; only the static ones are opened below.
+    const staticListeners = [...this.listeners];
+    if (this.dynamic !== undefined && this.ads !== undefined) {
+      const ads = this.ads;
+      const node = this.bootstrap.node ?? {};
+      const client = new AdsClient({
+        target: () => {
+          // The control plane is the static cluster ads_config names; its first host (re-read on every reconnect).
+          const h = this.clusters.get(ads.clusterName)?.hosts().flat()[0];
+          return h === undefined ? undefined : h.address.includes(':') ? `[${h.address}]:${h.port}` : `${h.address}:${h.port}`;
+        },
+        node,
+        mode: ads.mode,
+        handler: this.dynamic,
+        log: this.log,
+        backoffBaseMs: ads.backoffBaseMs,
+        backoffMaxMs: ads.backoffMaxMs,
+        random: this.opts.random,
+      });
+      await this.dynamic.start(client);
+    }
     try {
-      for (const l of this.listeners) {
+      for (const l of staticListeners) {
         const port = await l.listen();
         this.log.info({ listener: l.name, port }, 'listener started');
       }
@@ -266,9 +317,11 @@ export class ProxyServer {
       this.log.info({ drainMs }, 'draining');
       for (const l of this.listeners) l.drain();
       const deadline = Date.now() + drainMs;
-      while (Date.now() < deadline && this.listeners.some((l) => l.activeConnections > 0)) {
+      const draining = this.dynamic?.drainingListeners ?? new Set<ListenerRuntime>();
+      while (Date.now() < deadline && (this.listeners.some((l) => l.activeConnections > 0) || [...draining].some((l) => l.activeConnections > 0))) {
         await new Promise((r) => setTimeout(r, 20));
       }
+      this.dynamic?.close();
       for (const l of this.listeners) l.close();
       this.clusters.close();
       if (this.flushTimer !== null) clearInterval(this.flushTimer);
@@ -278,4 +331,47 @@ export class ProxyServer {
     })();
     return this.stopping;
   }
+}
+
+/** ConfigSource initial_fetch_timeout (Envoy's default 15 s; 0 = wait forever). */
+function initialFetchMs(src: ConfigSource__Output | null): number {
+  const ms = durationMs(src?.initial_fetch_timeout, 15_000);
+  return ms === 0 ? 2_147_483_647 : ms;
+}
+
+/**
+ * Validates bootstrap `dynamic_resources`: Sloop's xDS is ADS over gRPC (SotW or delta, v3) to a static
+ * cluster, with `ads: {}` config sources. Returns undefined when there are no dynamic resources.
+ */
+function checkDynamicResources(b: Bootstrap__Output, diags: Diagnostic[]): { clusterName: string; mode: 'sotw' | 'delta'; backoffBaseMs: number; backoffMaxMs: number } | undefined {
+  const dr = b.dynamic_resources;
+  if (!dr || (!dr.ads_config && !dr.cds_config && !dr.lds_config)) return undefined;
+  const bad = (path: string, message: string, code: Diagnostic['code'] = 'SLOOP_ERR_CONFIG_UNSUPPORTED'): void => {
+    diags.push({ severity: 'error', code, path: `dynamic_resources.${path}`, message });
+  };
+  const before = diags.length;
+  for (const [key, src] of [['cds_config', dr.cds_config], ['lds_config', dr.lds_config]] as const) {
+    if (src && src.config_source_specifier !== 'ads') bad(key, `only \`ads: {}\` is supported (found ${src.config_source_specifier ?? 'nothing'})`);
+  }
+  if (dr.cds_resources_locator || dr.lds_resources_locator) bad('cds_resources_locator', 'xdstp:// resource locators are not supported');
+  const ads = dr.ads_config;
+  if (!ads) {
+    bad('ads_config', 'ads_config is required when cds_config or lds_config uses ads', 'SLOOP_ERR_CONFIG_INVALID');
+    return undefined;
+  }
+  if (ads.api_type !== 'GRPC' && ads.api_type !== 'DELTA_GRPC') bad('ads_config.api_type', `api_type ${ads.api_type} is not supported (GRPC or DELTA_GRPC)`);
+  if (ads.transport_api_version !== 'V3') bad('ads_config.transport_api_version', 'transport_api_version must be V3', 'SLOOP_ERR_CONFIG_INVALID');
+  const gs = ads.grpc_services[0];
+  const clusterName = gs?.envoy_grpc?.cluster_name ?? '';
+  if (ads.grpc_services.length !== 1) bad('ads_config.grpc_services', 'exactly one grpc_services entry is required', 'SLOOP_ERR_CONFIG_INVALID');
+  else if (gs.target_specifier !== 'envoy_grpc') bad('ads_config.grpc_services[0]', 'only envoy_grpc is supported');
+  else if (!(b.static_resources?.clusters ?? []).some((c) => c.name === clusterName)) {
+    bad('ads_config.grpc_services[0].envoy_grpc.cluster_name', `${JSON.stringify(clusterName)} is not a static cluster (the control plane must be reachable without xDS)`, 'SLOOP_ERR_CONFIG_INVALID');
+  }
+  if (diags.length > before) return undefined;
+  const back = gs.envoy_grpc?.retry_policy?.retry_back_off;
+  // Envoy's xDS gRPC retry defaults: 500 ms base, 30 s cap (GrpcMux's backoff strategy).
+  const backoffBaseMs = durationMs(back?.base_interval, 500) || 500;
+  const backoffMaxMs = durationMs(back?.max_interval, Math.max(30_000, backoffBaseMs)) || 30_000;
+  return { clusterName, mode: ads.api_type === 'DELTA_GRPC' ? 'delta' : 'sotw', backoffBaseMs, backoffMaxMs };
 }

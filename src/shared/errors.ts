@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   'SLOOP_ERR_CONFIG_UNSUPPORTED',
   'SLOOP_ERR_XDS_UNKNOWN_TYPE',
   'SLOOP_ERR_XDS_STREAM_CLOSED',
+  'SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT',
   'SLOOP_ERR_PROXY_LISTEN_FAILED',
   'SLOOP_ERR_PROXY_NO_ROUTE',
   'SLOOP_ERR_PROXY_NO_HEALTHY_UPSTREAM',
@@ -42,12 +43,17 @@ export interface Diagnostic {
   /** Path of the field in the document, Envoy/Istio spelling: `static_resources.clusters[2].lb_policy`. */
   path: string;
   message: string;
+  /** The resource the problem is in, when the document is a Kubernetes-style resource (`VirtualService`). */
+  kind?: string;
+  namespace?: string;
+  name?: string;
 }
 
 /** `file:line:col path: message` — the one-line form used by the CLI, logs and NACK details. */
 export function formatDiagnostic(d: Diagnostic): string {
   const where = d.file ? `${d.file}${d.line ? `:${d.line}${d.column ? `:${d.column}` : ''}` : ''} ` : '';
-  return `${where}${d.path || '(root)'}: ${d.message}`;
+  const resource = d.kind && d.name ? `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name} ` : '';
+  return `${where}${resource}${d.path || '(root)'}: ${d.message}`;
 }
 
 /** Thrown when configuration has errors; carries every diagnostic, not only the first. */

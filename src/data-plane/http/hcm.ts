@@ -16,7 +16,7 @@ import { durationMs } from '../duration.ts';
 import { H1ServerConnection } from './h1/server-codec.ts';
 import { H2ServerCodec } from './h2/server-codec.ts';
 import type { DownstreamConnectionInfo, ServerStream } from './stream.ts';
-import { compileRouteConfig, type CompiledRouteConfig } from './route/route-table.ts';
+import { compileRouteConfig, type CompiledRouteConfig, type CompileRouteOptions } from './route/route-table.ts';
 import { ActiveRequest } from './router.ts';
 import type { H1ParseError } from './h1/parser.ts';
 
@@ -50,6 +50,17 @@ export interface HcmEnv {
   random: () => number;
   baseDir: string;
   isDraining: () => boolean;
+  /** Route tables from RDS; absent when the proxy has no ADS (then `rds` is refused). */
+  rds?: RdsProvider;
+}
+
+/** Route tables delivered by RDS, shared by every connection manager that names them. */
+export interface RdsProvider {
+  /**
+   * The live route table `name` compiled with this connection manager's options: `current` is swapped on every
+   * accepted RDS update (new requests use it at once) and is an empty table (404) until the first one arrives.
+   */
+  routeConfig(name: string, statPrefix: string, opts: CompileRouteOptions): { readonly current: CompiledRouteConfig };
 }
 
 /** Everything per-request code reads from the connection manager's config, precomputed once. */
@@ -101,6 +112,7 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
     diags.push({ severity: 'error', code, path, message });
   };
   let routes: CompiledRouteConfig | undefined;
+  let rdsHolder: { readonly current: CompiledRouteConfig } | undefined;
   if (cfg.route_specifier === 'route_config' && cfg.route_config) {
     try {
       routes = compileRouteConfig(cfg.route_config, { stripAnyHostPort: cfg.strip_any_host_port === true });
@@ -108,8 +120,12 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
       if (e instanceof ConfigError) for (const d of e.diagnostics) diags.push({ ...d, path: `route_config.${d.path}` });
       else throw e;
     }
+  } else if (cfg.route_specifier === 'rds' && env.rds !== undefined) {
+    if (cfg.rds?.config_source?.config_source_specifier !== 'ads') err('rds.config_source', 'only `ads: {}` config sources are supported for RDS', 'SLOOP_ERR_CONFIG_UNSUPPORTED');
+    else if (!cfg.rds.route_config_name) err('rds.route_config_name', 'route_config_name is required');
+    else rdsHolder = env.rds.routeConfig(cfg.rds.route_config_name, cfg.stat_prefix, { stripAnyHostPort: cfg.strip_any_host_port === true });
   } else if (cfg.route_specifier === 'rds') {
-    err('rds', 'RDS needs dynamic_resources (ADS), which arrives with the control plane; use route_config', 'SLOOP_ERR_CONFIG_UNSUPPORTED');
+    err('rds', 'RDS needs dynamic_resources.ads_config in the bootstrap; use route_config', 'SLOOP_ERR_CONFIG_UNSUPPORTED');
   } else {
     err('route_specifier', 'route_config is required (scoped_routes is not supported)', 'SLOOP_ERR_CONFIG_UNSUPPORTED');
   }
@@ -141,8 +157,9 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
   const requestHeadersTimeoutMs = durationMs(cfg.request_headers_timeout, 0);
   let headTimeoutMs = 0;
   for (const ms of [requestHeadersTimeoutMs, requestTimeoutMs, streamIdleTimeoutMs]) if (ms > 0 && (headTimeoutMs === 0 || ms < headTimeoutMs)) headTimeoutMs = ms;
+  if (rdsHolder !== undefined) routes = rdsHolder.current;
   if (diags.length > 0 || routes === undefined) throw new ConfigError(diags, 'http_connection_manager');
-  return {
+  const out: HcmConfig = {
     statPrefix: cfg.stat_prefix,
     routes,
     codec: cfg.codec_type === 'HTTP1' ? 'HTTP1' : cfg.codec_type === 'HTTP2' ? 'HTTP2' : 'AUTO',
@@ -170,6 +187,12 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
     stats: buildStats(env.store, cfg.stat_prefix),
     hostname: '',
   };
+  // RDS: requests read `routes` when they start, so an accepted update applies to the next request.
+  if (rdsHolder !== undefined) {
+    const holder = rdsHolder;
+    Object.defineProperty(out, 'routes', { get: () => holder.current, enumerable: true });
+  }
+  return out;
 }
 
 export class HttpConnectionManagerFilter implements NetworkFilter {

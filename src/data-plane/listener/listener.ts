@@ -79,7 +79,9 @@ export class ListenerRuntime {
   readonly config: Listener__Output;
   private readonly selector: FilterChainSelector;
   private readonly chains = new Map<FilterChain__Output, CompiledChain>();
-  private readonly server: net.Server;
+  private server: net.Server;
+  /** False once an updated listener (LDS) took over this one's listening socket. */
+  private ownsServer = true;
   private readonly log: Logger;
   private readonly stats: ListenerStats;
   private readonly inspectorStats: InspectorStats;
@@ -207,6 +209,21 @@ export class ListenerRuntime {
 
   get port(): number {
     return this.boundPort;
+  }
+
+  /**
+   * LDS replaced `old` with this listener on the same address: take over its listening socket, so new
+   * connections come here without a moment of refused connections, and drain `old` (its connections finish
+   * with Connection: close / GOAWAY, as Envoy's listener drain does). `old` must not be closed before this.
+   */
+  adoptSocketOf(old: ListenerRuntime): void {
+    const srv = old.server;
+    old.ownsServer = false;
+    srv.removeAllListeners('connection');
+    srv.on('connection', (s: net.Socket) => this.onAccept(s));
+    this.server = srv;
+    this.boundPort = old.boundPort;
+    old.drain();
   }
 
   private onAccept(socket: net.Socket): void {
@@ -373,7 +390,7 @@ export class ListenerRuntime {
   drain(): void {
     if (this.draining) return;
     this.draining = true;
-    this.server.close();
+    if (this.ownsServer) this.server.close();
     for (const c of this.chains.values()) c.filter.drain();
   }
 
@@ -382,7 +399,7 @@ export class ListenerRuntime {
   }
 
   close(): void {
-    this.server.close();
+    if (this.ownsServer) this.server.close();
     for (const c of this.chains.values()) c.filter.close();
     for (const s of this.sockets) s.destroy();
   }

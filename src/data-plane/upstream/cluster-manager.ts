@@ -39,6 +39,29 @@ export class ClusterManager {
     }
   }
 
+  /** Builds a cluster from CDS without adding it; throws ConfigError (paths relative to the Cluster). */
+  build(config: Cluster__Output): ClusterRuntime {
+    return new ClusterRuntime(config, this.store.scope(`cluster.${config.name}`), this.env, true);
+  }
+
+  /**
+   * Makes a built (and warmed) CDS cluster the active one under its name. The cluster it replaces keeps
+   * serving the requests that already picked it and closes when they are done (at most `drainMs`).
+   */
+  activate(c: ClusterRuntime, drainMs: number): void {
+    const old = this.clusters.get(c.name);
+    this.clusters.set(c.name, c);
+    if (old !== undefined && old !== c) old.closeWhenIdle(drainMs);
+  }
+
+  /** Removes a CDS cluster; its in-flight requests finish first. Static clusters are never removed. */
+  remove(name: string, drainMs: number): void {
+    const old = this.clusters.get(name);
+    if (old === undefined || !old.addedViaApi) return;
+    this.clusters.delete(name);
+    old.closeWhenIdle(drainMs);
+  }
+
   get(name: string): ClusterRuntime | undefined {
     return this.clusters.get(name);
   }

@@ -6,6 +6,7 @@ import dns from 'node:dns';
 import { isIP } from 'node:net';
 import type tls from 'node:tls';
 import type { Cluster__Output } from '../../xds/gen/envoy/config/cluster/v3/Cluster.ts';
+import type { ClusterLoadAssignment__Output } from '../../xds/gen/envoy/config/endpoint/v3/ClusterLoadAssignment.ts';
 import type { HttpProtocolOptions__Output } from '../../xds/gen/envoy/extensions/upstreams/http/v3/HttpProtocolOptions.ts';
 import type { UpstreamTlsContext__Output } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/UpstreamTlsContext.ts';
 import { unpackAny } from '../../xds/any.ts';
@@ -186,6 +187,52 @@ export class ClusterRuntime {
     // cluster.proto cleanup_interval: unused original-destination hosts are dropped after it (default 5 s).
     this.cleanupIntervalMs = durationMs(config.cleanup_interval, 5000);
     if (diags.length > 0) throw new ConfigError(diags, `cluster ${config.name}`);
+  }
+
+  /** EDS clusters: the ClusterLoadAssignment name (eds_cluster_config.service_name, else the cluster name). */
+  get edsServiceName(): string {
+    return this.config.eds_cluster_config?.service_name || this.name;
+  }
+
+  /**
+   * EDS: a ClusterLoadAssignment for this cluster (or undefined when the control plane removed it, which
+   * empties the host set). The first one initializes (warms) the cluster; hosts that stay keep their pools.
+   */
+  setAssignment(cla: ClusterLoadAssignment__Output | undefined): void {
+    if (this.closed) return;
+    this.setHosts(cla === undefined ? [] : hostsFromAssignment({ load_assignment: cla } as Cluster__Output, (a) => [a]));
+    this.stats.update_success.inc();
+    this.markInitialized();
+  }
+
+  /** Marks the cluster initialized without hosts (EDS initial_fetch_timeout passed). */
+  markWarm(): void {
+    this.markInitialized();
+  }
+
+  /**
+   * Closes the cluster once nothing uses it (a cluster replaced or removed by CDS: requests that already
+   * picked it finish on it, as in Envoy), or after `maxMs` at the latest.
+   */
+  closeWhenIdle(maxMs: number): void {
+    const deadline = this.env.now() + maxMs;
+    const check = (): void => {
+      const r = this.resources;
+      if ((r.requests === 0 && r.pendingRequests === 0 && this.tcpConnections === 0) || this.env.now() >= deadline) {
+        this.close();
+        return;
+      }
+      setTimeout(check, 100).unref();
+    };
+    check();
+  }
+
+  /** tcp_proxy connections open through this cluster (they hold no pool request). */
+  get tcpConnections(): number {
+    let pooled = 0;
+    for (const p of this.h1Pools.values()) pooled += p.activeConnections;
+    for (const p of this.h2Pools.values()) pooled += p.activeConnections;
+    return Math.max(0, this.resources.connections - pooled);
   }
 
   /** Starts host discovery (static now, DNS in the background). */

@@ -1,0 +1,123 @@
+/**
+ * Reads Istio/Kubernetes config from files and folders. The only module of config/ that touches the filesystem:
+ * everything else takes text or documents.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync, watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
+import type { Diagnostic } from '../../shared/errors.ts';
+import { parseDocuments } from './documents.ts';
+import type { RawDocument } from './documents.ts';
+import type { ConfigModel } from './model.ts';
+import { validateDocuments } from './validate.ts';
+
+/** File extensions read from folders. A file named explicitly is read whatever its extension. */
+export const CONFIG_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+
+/** The result of reading config: the model of valid resources and every diagnostic. */
+export interface LoadedConfig {
+  model: ConfigModel;
+  /** Syntax, schema and read problems, in file order. Any `error` means some resource was left out. */
+  diagnostics: Diagnostic[];
+  /** Files read, in the order read. */
+  files: string[];
+  /** Raw documents, for tools that need the text positions of resources the model left out. */
+  documents: RawDocument[];
+  /** sha256 of the files' names and contents: equal digests mean equal config. */
+  digest: string;
+}
+
+/**
+ * Lists config files: a file is taken as is; a folder is walked recursively for `.yaml`, `.yml`, `.json`,
+ * skipping dot-files and dot-folders (editors' swap files, `.git`). Sorted by path within each folder.
+ * Paths that cannot be read are diagnostics (`SLOOP_ERR_CONFIG_UNREADABLE`).
+ */
+export function listConfigFiles(paths: readonly string[]): { files: string[]; diagnostics: Diagnostic[] } {
+  const files: string[] = [];
+  const diagnostics: Diagnostic[] = [];
+  const walk = (dir: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      diagnostics.push(unreadable(dir, err));
+      return;
+    }
+    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && CONFIG_EXTENSIONS.has(extname(e.name).toLowerCase())) files.push(p);
+    }
+  };
+  for (const p of paths) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (err) {
+      diagnostics.push(unreadable(p, err));
+      continue;
+    }
+    if (isDir) walk(p);
+    else files.push(p);
+  }
+  return { files, diagnostics };
+}
+
+/**
+ * Reads, parses and validates config from files and folders (see {@link listConfigFiles}). Never throws for bad
+ * config: problems come back as diagnostics.
+ */
+export function loadConfig(paths: readonly string[]): LoadedConfig {
+  const { files, diagnostics } = listConfigFiles(paths);
+  const hash = createHash('sha256');
+  const documents: RawDocument[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      diagnostics.push(unreadable(file, err));
+      continue;
+    }
+    hash.update(file).update('\0').update(text).update('\0');
+    const parsed = parseDocuments(text, file);
+    documents.push(...parsed.documents);
+    diagnostics.push(...parsed.diagnostics);
+  }
+  const validated = validateDocuments(documents);
+  diagnostics.push(...validated.diagnostics);
+  return { model: validated.model, diagnostics, files, documents, digest: hash.digest('hex') };
+}
+
+/**
+ * Calls `onChange` on any filesystem change under `paths` (folders recursively). Events are raw and may repeat;
+ * callers debounce. Returns a function that stops watching.
+ */
+export function watchConfigPaths(paths: readonly string[], onChange: () => void, onError: (err: Error) => void): () => void {
+  const watchers: FSWatcher[] = [];
+  for (const p of paths) {
+    try {
+      // A single file is watched through its folder: editors save by renaming over the file, which ends a watch
+      // on the file's own inode.
+      const isDir = statSync(p).isDirectory();
+      const w = isDir
+        ? watch(p, { recursive: true, persistent: false }, () => onChange())
+        : watch(dirname(p), { persistent: false }, (_event, name) => {
+            if (name === null || name === basename(p)) onChange();
+          });
+      w.on('error', onError);
+      watchers.push(w);
+    } catch (err) {
+      onError(err as Error);
+    }
+  }
+  return () => {
+    for (const w of watchers) w.close();
+  };
+}
+
+function unreadable(path: string, err: unknown): Diagnostic {
+  return { severity: 'error', code: 'SLOOP_ERR_CONFIG_UNREADABLE', file: path, path: '', message: `cannot read: ${(err as Error).message}` };
+}

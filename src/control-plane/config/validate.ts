@@ -1,0 +1,303 @@
+/**
+ * Documents → validated model. Pure: takes parsed documents (documents.ts), returns the model and every problem
+ * found, each naming file:line:col, the resource (`Kind namespace/name`) and the field path in Istio spelling.
+ * Unknown fields are errors (Istio's strict unmarshal, and kubectl's strict field validation for Services). A
+ * resource with an error is left out of the model; warnings keep it.
+ */
+import type { z } from 'zod';
+import type { Diagnostic } from '../../shared/errors.ts';
+import { formatPath, positionOf } from './documents.ts';
+import type { PathSegment, RawDocument } from './documents.ts';
+import { emptyModel, NETWORKING_KINDS, SHALLOW_KINDS } from './model.ts';
+import type {
+  ConfigModel, DestinationRule, Gateway, KubernetesService, NetworkingKind, Origin, OtherResource, ServiceEntry, ServicePort, ShallowKind,
+  ShallowResource, Sidecar, VirtualService, Workload, WorkloadEntry,
+} from './model.ts';
+import { destinationRuleSpec } from './schema/destination-rule.ts';
+import { gatewaySpec } from './schema/gateway.ts';
+import { objectMeta, selectServicePortProtocol, serviceSpec, WORKLOAD_KINDS } from './schema/kubernetes.ts';
+import type { ObjectMeta } from './schema/kubernetes.ts';
+import { serviceEntrySpec, workloadEntrySpec } from './schema/service-entry.ts';
+import { sidecarSpec } from './schema/sidecar.ts';
+import { virtualServiceSpec } from './schema/virtual-service.ts';
+
+/** Cluster domain suffix used for Kubernetes Service hostnames. */
+export const DOMAIN_SUFFIX = 'cluster.local';
+
+/** API versions accepted per Istio group (the served versions of Istio's CRDs). */
+const ISTIO_GROUPS: Record<string, { versions: readonly string[]; kinds: readonly string[] }> = {
+  'networking.istio.io': { versions: ['v1', 'v1beta1', 'v1alpha3'], kinds: [...NETWORKING_KINDS, 'EnvoyFilter', 'WorkloadGroup', 'ProxyConfig'] },
+  'security.istio.io': { versions: ['v1', 'v1beta1'], kinds: ['PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication'] },
+  'telemetry.istio.io': { versions: ['v1', 'v1alpha1'], kinds: ['Telemetry'] },
+  'extensions.istio.io': { versions: ['v1alpha1'], kinds: ['WasmPlugin'] },
+};
+
+const SPEC_SCHEMAS: Record<NetworkingKind, z.ZodType> = {
+  VirtualService: virtualServiceSpec,
+  DestinationRule: destinationRuleSpec,
+  Gateway: gatewaySpec,
+  ServiceEntry: serviceEntrySpec,
+  WorkloadEntry: workloadEntrySpec,
+  Sidecar: sidecarSpec,
+};
+
+const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+
+interface Mutable {
+  virtualServices: VirtualService[];
+  destinationRules: DestinationRule[];
+  gateways: Gateway[];
+  serviceEntries: ServiceEntry[];
+  workloadEntries: WorkloadEntry[];
+  sidecars: Sidecar[];
+  services: KubernetesService[];
+  policies: ShallowResource[];
+  workloads: Workload[];
+  others: OtherResource[];
+}
+
+/**
+ * Validates documents and builds the model. Documents are taken in the order given (load.ts sorts files).
+ * Two resources of one kind with the same namespace/name are an error on the second.
+ */
+export function validateDocuments(documents: readonly RawDocument[]): { model: ConfigModel; diagnostics: Diagnostic[] } {
+  const model = emptyModel() as Mutable;
+  const diagnostics: Diagnostic[] = [];
+  const seen = new Map<string, Origin>();
+  for (const doc of documents) validateDocument(doc, model, diagnostics, seen);
+  return { model, diagnostics };
+}
+
+interface ResourceId {
+  kind?: string;
+  namespace?: string;
+  name?: string;
+}
+
+function report(diagnostics: Diagnostic[], doc: RawDocument, id: ResourceId, path: readonly PathSegment[], message: string, severity: Diagnostic['severity'] = 'error'): void {
+  const pos = positionOf(doc, path);
+  diagnostics.push({ severity, code: 'SLOOP_ERR_CONFIG_INVALID', file: doc.file, line: pos.line, column: pos.column, path: formatPath(path), message, ...id });
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnostic[], seen: Map<string, Origin>): void {
+  const v = doc.value;
+  if (!isRecord(v)) {
+    report(diagnostics, doc, {}, [], `a document must be a mapping with apiVersion and kind, found ${typeName(v)}`);
+    return;
+  }
+  const metaIn = isRecord(v.metadata) ? v.metadata : {};
+  const id: ResourceId = {
+    kind: typeof v.kind === 'string' ? v.kind : undefined,
+    name: typeof metaIn.name === 'string' ? metaIn.name : undefined,
+    namespace: typeof metaIn.namespace === 'string' ? metaIn.namespace : 'default',
+  };
+  if (typeof v.apiVersion !== 'string' || typeof v.kind !== 'string') {
+    if (typeof v.apiVersion !== 'string') report(diagnostics, doc, id, ['apiVersion'], v.apiVersion === undefined ? 'missing required field "apiVersion"' : `apiVersion must be a string, found ${typeName(v.apiVersion)}`);
+    if (typeof v.kind !== 'string') report(diagnostics, doc, id, ['kind'], v.kind === undefined ? 'missing required field "kind"' : `kind must be a string, found ${typeName(v.kind)}`);
+    return;
+  }
+  const apiVersion = v.apiVersion;
+  const kind = v.kind;
+  const slash = apiVersion.indexOf('/');
+  const group = slash >= 0 ? apiVersion.slice(0, slash) : '';
+  const version = slash >= 0 ? apiVersion.slice(slash + 1) : apiVersion;
+  const origin: Origin = { file: doc.file, ...doc.origin };
+
+  const istio = ISTIO_GROUPS[group];
+  if (istio !== undefined) {
+    if (!istio.versions.includes(version)) {
+      report(diagnostics, doc, id, ['apiVersion'], `unsupported apiVersion "${apiVersion}" for ${kind} (${group} serves ${istio.versions.join(', ')})`);
+      return;
+    }
+    if (!istio.kinds.includes(kind)) {
+      report(diagnostics, doc, id, ['kind'], `unknown kind "${kind}" in ${group} (one of ${istio.kinds.join(', ')})`);
+      return;
+    }
+    if (kind === 'EnvoyFilter' && version !== 'v1alpha3') {
+      report(diagnostics, doc, id, ['apiVersion'], 'EnvoyFilter is served only as networking.istio.io/v1alpha3');
+      return;
+    }
+  }
+  const isNetworking = group === 'networking.istio.io' && (NETWORKING_KINDS as readonly string[]).includes(kind);
+  const isShallow = istio !== undefined && (SHALLOW_KINDS as readonly string[]).includes(kind);
+  const isService = group === '' && version === 'v1' && kind === 'Service';
+  if (!isNetworking && !isShallow && !isService) {
+    keepOther(doc, v, apiVersion, kind, id, origin, model);
+    return;
+  }
+
+  const before = diagnostics.length;
+  for (const key of Object.keys(v)) {
+    if (!TOP_LEVEL.has(key)) report(diagnostics, doc, id, [key], `unknown field "${key}"`);
+  }
+  const meta = parseWith(objectMeta, v.metadata, ['metadata'], doc, id, diagnostics);
+  const specPath = ['spec'];
+  let spec: unknown;
+  if (isNetworking) {
+    if (v.spec === undefined) report(diagnostics, doc, id, specPath, 'missing required field "spec"');
+    else spec = parseWith(SPEC_SCHEMAS[kind as NetworkingKind], v.spec, specPath, doc, id, diagnostics);
+  } else if (isShallow) {
+    // Policy kinds are kept for later issues; their spec is only required to be a mapping (docs/config.md).
+    if (v.spec !== undefined && !isRecord(v.spec)) report(diagnostics, doc, id, specPath, `spec must be a mapping, found ${typeName(v.spec)}`);
+    else spec = v.spec ?? {};
+    if (kind === 'EnvoyFilter') report(diagnostics, doc, id, ['kind'], 'EnvoyFilter is not supported by Sloop; it is kept but not applied', 'warning');
+  } else {
+    spec = parseWith(serviceSpec, v.spec ?? {}, specPath, doc, id, diagnostics);
+  }
+  if (diagnostics.slice(before).some((d) => d.severity === 'error') || meta === undefined || spec === undefined) return;
+
+  const m = meta as ObjectMeta;
+  const base = {
+    apiVersion,
+    name: m.name,
+    namespace: m.namespace ?? 'default',
+    labels: m.labels ?? {},
+    annotations: m.annotations ?? {},
+    origin,
+    positions: doc.positions,
+  };
+  const key = `${kind} ${base.namespace}/${base.name}`;
+  const first = seen.get(key);
+  if (first !== undefined) {
+    report(diagnostics, doc, id, ['metadata', 'name'], `duplicate ${key}: first defined at ${first.file}:${first.line}`);
+    return;
+  }
+  seen.set(key, origin);
+
+  switch (kind as NetworkingKind | ShallowKind | 'Service') {
+    case 'VirtualService': {
+      const s = spec as VirtualService['spec'];
+      model.virtualServices.push({ kind: 'VirtualService', ...base, spec: s, gateways: s.gateways?.length ? s.gateways : ['mesh'] });
+      break;
+    }
+    case 'DestinationRule':
+      model.destinationRules.push({ kind: 'DestinationRule', ...base, spec: spec as DestinationRule['spec'] });
+      break;
+    case 'Gateway':
+      model.gateways.push({ kind: 'Gateway', ...base, spec: spec as Gateway['spec'] });
+      break;
+    case 'ServiceEntry':
+      model.serviceEntries.push({ kind: 'ServiceEntry', ...base, spec: spec as ServiceEntry['spec'] });
+      break;
+    case 'WorkloadEntry': {
+      const s = spec as WorkloadEntry['spec'];
+      model.workloadEntries.push({ kind: 'WorkloadEntry', ...base, spec: s });
+      const ports = Object.entries(s.ports ?? {}).map(([name, containerPort]) => ({ name, containerPort }));
+      model.workloads.push({ kind: 'WorkloadEntry', name: base.name, namespace: base.namespace, labels: { ...base.labels, ...s.labels }, serviceAccount: s.serviceAccount, containerPorts: ports, origin });
+      break;
+    }
+    case 'Sidecar':
+      model.sidecars.push({ kind: 'Sidecar', ...base, spec: spec as Sidecar['spec'] });
+      break;
+    case 'Service': {
+      const s = spec as KubernetesService['spec'];
+      const ports: ServicePort[] = (s.ports ?? []).map((p) => ({
+        name: p.name ?? '',
+        port: p.port,
+        targetPort: p.targetPort ?? p.port,
+        transportProtocol: p.protocol ?? 'TCP',
+        ...(p.appProtocol !== undefined ? { appProtocol: p.appProtocol } : {}),
+        protocol: selectServicePortProtocol(p),
+      }));
+      model.services.push({
+        kind: 'Service', ...base, spec: s, hostname: `${base.name}.${base.namespace}.svc.${DOMAIN_SUFFIX}`, ports,
+        ...(s.selector !== undefined ? { selector: s.selector } : {}),
+      });
+      break;
+    }
+    default:
+      model.policies.push({ kind: kind as ShallowKind, ...base, spec: spec as Record<string, unknown> });
+  }
+}
+
+/** Kinds Sloop does not interpret: kept; pod templates of workload kinds become workloads. */
+function keepOther(doc: RawDocument, v: Record<string, unknown>, apiVersion: string, kind: string, id: ResourceId, origin: Origin, model: Mutable): void {
+  const name = id.name ?? '';
+  const namespace = id.namespace ?? 'default';
+  model.others.push({ apiVersion, kind, name, namespace, origin, value: v });
+  if (!WORKLOAD_KINDS.has(kind)) return;
+  let template: unknown = kind === 'Pod' ? v : get(v, 'spec', 'template');
+  if (kind === 'CronJob') template = get(v, 'spec', 'jobTemplate', 'spec', 'template');
+  const labels = get(template, 'metadata', 'labels');
+  const podSpec = get(template, 'spec');
+  const serviceAccount = get(podSpec, 'serviceAccountName') ?? get(podSpec, 'serviceAccount');
+  const containerPorts: Workload['containerPorts'][number][] = [];
+  const containers = get(podSpec, 'containers');
+  if (Array.isArray(containers)) {
+    for (const c of containers) {
+      const ports = get(c, 'ports');
+      if (!Array.isArray(ports)) continue;
+      for (const p of ports) {
+        const containerPort = get(p, 'containerPort');
+        if (typeof containerPort !== 'number') continue;
+        const pname = get(p, 'name');
+        const protocol = get(p, 'protocol');
+        containerPorts.push({ containerPort, ...(typeof pname === 'string' ? { name: pname } : {}), ...(typeof protocol === 'string' ? { protocol } : {}) });
+      }
+    }
+  }
+  model.workloads.push({
+    kind, name, namespace,
+    labels: isRecord(labels) ? Object.fromEntries(Object.entries(labels).map(([k, l]) => [k, String(l)])) : {},
+    ...(typeof serviceAccount === 'string' ? { serviceAccount } : {}),
+    containerPorts,
+    origin,
+  });
+  void doc;
+}
+
+function get(v: unknown, ...path: string[]): unknown {
+  let cur = v;
+  for (const k of path) {
+    if (!isRecord(cur)) return undefined;
+    cur = cur[k];
+  }
+  return cur;
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
+  return `${typeof v} ${String(v)}`;
+}
+
+const TYPE_WORDS: Record<string, string> = { object: 'a mapping', array: 'a list', record: 'a mapping', string: 'a string', number: 'a number', int: 'an integer', boolean: 'a boolean (true or false)' };
+
+/** Runs a schema and turns every issue into a diagnostic at `prefix` + the issue's path. */
+function parseWith(schema: z.ZodType, value: unknown, prefix: PathSegment[], doc: RawDocument, id: ResourceId, diagnostics: Diagnostic[]): unknown {
+  const result = schema.safeParse(value, { reportInput: true });
+  if (result.success) return result.data;
+  for (const issue of result.error.issues) {
+    const path = [...prefix, ...(issue.path as PathSegment[])];
+    switch (issue.code) {
+      case 'unrecognized_keys':
+        for (const k of issue.keys) report(diagnostics, doc, id, [...path, k], `unknown field "${k}"`);
+        break;
+      case 'invalid_type':
+        if (issue.input === undefined) report(diagnostics, doc, id, path, `missing required field "${String(path[path.length - 1])}"`);
+        else report(diagnostics, doc, id, path, `must be ${TYPE_WORDS[issue.expected] ?? issue.expected}, found ${typeName(issue.input)}`);
+        break;
+      case 'invalid_value':
+        report(diagnostics, doc, id, path, `must be one of ${issue.values.map((x) => String(x)).join(', ')}, found ${typeName(issue.input)}`);
+        break;
+      case 'invalid_union':
+        report(diagnostics, doc, id, path, `has an invalid value: ${typeName(issue.input)}`);
+        break;
+      case 'too_small':
+      case 'too_big':
+        if (issue.origin === 'number' && !/must|range/.test(issue.message)) {
+          report(diagnostics, doc, id, path, `${issue.code === 'too_small' ? 'must be at least' : 'must be at most'} ${String(issue.code === 'too_small' ? issue.minimum : issue.maximum)}, found ${typeName(issue.input)}`);
+        } else report(diagnostics, doc, id, path, issue.message);
+        break;
+      default:
+        report(diagnostics, doc, id, path, issue.message);
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,698 @@
+/**
+ * The ADS server: envoy.service.discovery.v3.AggregatedDiscoveryService over gRPC, state of the world
+ * (StreamAggregatedResources) and incremental (DeltaAggregatedResources), serving the {@link SnapshotCache}.
+ *
+ * It follows Envoy's "xDS REST and gRPC protocol" document: per-type subscriptions on one stream, wildcard
+ * (legacy empty first request for LDS/CDS, or `*`) and named subscriptions, version_info and nonces, ACK (the
+ * nonce of our last response, no error_detail) and NACK (error_detail set; the client keeps its last good
+ * version), stale nonces ignored in SotW, LDS/CDS responses carrying every resource and EDS/RDS responses only
+ * those requested, delta responses with per-resource versions and removed_resources, initial_resource_versions on
+ * reconnect. Every push walks the types in {@link PUSH_ORDER} (CDS, EDS, LDS, RDS, SDS) on the one stream, so a
+ * client subscribed to CDS always has a Listener's or route's clusters before the Listener. See docs/xds.md.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { Logger } from '../shared/log.ts';
+import type { DeltaDiscoveryRequest__Output } from './gen/envoy/service/discovery/v3/DeltaDiscoveryRequest.ts';
+import type { DeltaDiscoveryResponse } from './gen/envoy/service/discovery/v3/DeltaDiscoveryResponse.ts';
+import type { DiscoveryRequest__Output } from './gen/envoy/service/discovery/v3/DiscoveryRequest.ts';
+import type { DiscoveryResponse } from './gen/envoy/service/discovery/v3/DiscoveryResponse.ts';
+import type { Node__Output } from './gen/envoy/config/core/v3/Node.ts';
+import { protoIncludeDirs } from './protos.ts';
+import type { Snapshot, SnapshotResource } from './snapshot.ts';
+import type { NodeInfo, SnapshotCache } from './snapshot-cache.ts';
+import { PUSH_ORDER, isFullStateType, shortTypeName } from './type-urls.ts';
+
+/** Options for {@link AdsServer}. */
+export interface AdsServerOptions {
+  cache: SnapshotCache;
+  log: Logger;
+  /** Clock for the timestamps in {@link NackInfo}. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Counters of one type URL (or of all of them). */
+export interface XdsCounters {
+  /** Responses sent. */
+  pushes: number;
+  acks: number;
+  nacks: number;
+}
+
+/** The last NACK a stream got for one type. */
+export interface NackInfo {
+  /** Version (SotW) or nonce (delta) the client rejected. */
+  rejectedVersion: string;
+  nonce: string;
+  errorDetail: { code: number; message: string };
+  /** Epoch milliseconds. */
+  at: number;
+}
+
+/** What one stream subscribed to, was sent and ACKed for one type URL. Plain JSON, for debug endpoints and tests. */
+export interface TypeStatus {
+  typeUrl: string;
+  wildcard: boolean;
+  /** Explicitly subscribed names, sorted. */
+  names: string[];
+  /** SotW: version_info of the last response; delta: system_version_info of the last response. */
+  sentVersion: string | undefined;
+  sentNonce: string | undefined;
+  /** Name → version of the resources the client was sent (SotW: in the last response; delta: believed to hold). */
+  sent: Record<string, string>;
+  /** SotW: version_info of the last ACKed response. Delta: undefined. */
+  ackedVersion: string | undefined;
+  /** Name → version of what the client ACKed. */
+  acked: Record<string, string>;
+  lastNack: NackInfo | undefined;
+  counters: XdsCounters;
+}
+
+/** One ADS stream's state. */
+export interface StreamStatus {
+  streamId: number;
+  mode: 'sotw' | 'delta';
+  nodeId: string | undefined;
+  peer: string;
+  types: TypeStatus[];
+}
+
+type SotwCall = grpc.ServerDuplexStream<DiscoveryRequest__Output, DiscoveryResponse>;
+type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>;
+
+let adsService: grpc.ServiceDefinition | undefined;
+
+/** The AggregatedDiscoveryService definition, loaded with proto-loader from Envoy's protos (once per process). */
+export function loadAdsServiceDefinition(): grpc.ServiceDefinition {
+  if (adsService) return adsService;
+  const def = protoLoader.loadSync('envoy/service/discovery/v3/ads.proto', {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+    includeDirs: protoIncludeDirs(),
+  });
+  adsService = def['envoy.service.discovery.v3.AggregatedDiscoveryService'] as grpc.ServiceDefinition;
+  return adsService;
+}
+
+/** Caps the delta in-flight map of a client that never ACKs (it can only ever ACK the newest nonces). */
+const MAX_IN_FLIGHT = 32;
+
+/**
+ * Serves ADS from a {@link SnapshotCache}; every `setSnapshot` pushes what changed to that node's streams.
+ * Create with a cache and a logger; either `listen()` on an address or `addTo()` an existing grpc.Server.
+ */
+export class AdsServer {
+  readonly #cache: SnapshotCache;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #streams = new Set<AdsStream>();
+  readonly #byNode = new Map<string, Set<AdsStream>>();
+  readonly #totals = new Map<string, XdsCounters>();
+  readonly #unsubscribe: () => void;
+  #server: grpc.Server | undefined;
+  #nextStreamId = 1;
+
+  constructor(opts: AdsServerOptions) {
+    this.#cache = opts.cache;
+    this.#log = opts.log.child({ component: 'ads' });
+    this.#now = opts.now ?? Date.now;
+    this.#unsubscribe = this.#cache.subscribe((nodeId, snapshot) => {
+      for (const stream of this.#byNode.get(nodeId) ?? []) stream.setSnapshot(snapshot);
+    });
+  }
+
+  /** Registers the AggregatedDiscoveryService on `server` (which the caller binds, starts and shuts down). */
+  addTo(server: grpc.Server): void {
+    server.addService(loadAdsServiceDefinition(), {
+      StreamAggregatedResources: (call: SotwCall) => this.#open(new SotwStream(this.#context(), call)),
+      DeltaAggregatedResources: (call: DeltaCall) => this.#open(new DeltaStream(this.#context(), call)),
+    });
+  }
+
+  /**
+   * Starts a gRPC server (plaintext, like istiod's 15010) on `address` (`host:port`, port 0 for any) serving only
+   * ADS. Resolves with the bound port.
+   */
+  async listen(address: string): Promise<number> {
+    const server = new grpc.Server();
+    this.addTo(server);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.#server = server;
+    this.#log.info({ address, port }, 'ADS server listening');
+    return port;
+  }
+
+  /** Ends every stream (clients reconnect elsewhere or later) and stops the server `listen()` started. */
+  async close(): Promise<void> {
+    this.#unsubscribe();
+    for (const stream of [...this.#streams]) stream.end();
+    const server = this.#server;
+    this.#server = undefined;
+    if (server === undefined) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 1_000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Counters over every stream since start, in total and per type URL. */
+  counters(): { total: XdsCounters; byType: Record<string, XdsCounters>; openStreams: number } {
+    const total: XdsCounters = { pushes: 0, acks: 0, nacks: 0 };
+    const byType: Record<string, XdsCounters> = {};
+    for (const [typeUrl, c] of this.#totals) {
+      byType[typeUrl] = { ...c };
+      total.pushes += c.pushes;
+      total.acks += c.acks;
+      total.nacks += c.nacks;
+    }
+    return { total, byType, openStreams: this.#streams.size };
+  }
+
+  /** State of every open stream (of one node, if given). */
+  status(nodeId?: string): StreamStatus[] {
+    const streams = nodeId === undefined ? this.#streams : (this.#byNode.get(nodeId) ?? new Set<AdsStream>());
+    return [...streams].map((s) => s.status());
+  }
+
+  #context(): StreamContext {
+    return {
+      id: this.#nextStreamId++,
+      cache: this.#cache,
+      log: this.#log,
+      now: this.#now,
+      count: (typeUrl, what) => {
+        let c = this.#totals.get(typeUrl);
+        if (c === undefined) this.#totals.set(typeUrl, (c = { pushes: 0, acks: 0, nacks: 0 }));
+        c[what]++;
+      },
+      identified: (stream, nodeId) => {
+        let set = this.#byNode.get(nodeId);
+        if (set === undefined) this.#byNode.set(nodeId, (set = new Set()));
+        set.add(stream);
+      },
+      closed: (stream) => {
+        this.#streams.delete(stream);
+        const nodeId = stream.nodeId;
+        if (nodeId === undefined) return;
+        const set = this.#byNode.get(nodeId);
+        set?.delete(stream);
+        if (set?.size === 0) this.#byNode.delete(nodeId);
+      },
+    };
+  }
+
+  #open(stream: AdsStream): void {
+    this.#streams.add(stream);
+    stream.start();
+  }
+}
+
+interface StreamContext {
+  id: number;
+  cache: SnapshotCache;
+  log: Logger;
+  now: () => number;
+  count(typeUrl: string, what: keyof XdsCounters): void;
+  identified(stream: AdsStream, nodeId: string): void;
+  closed(stream: AdsStream): void;
+}
+
+interface GenericCall {
+  on(event: 'data', listener: (req: unknown) => void): unknown;
+  on(event: 'end' | 'cancelled' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  write(msg: unknown): boolean;
+  end(): void;
+  emit(event: 'error', err: Partial<grpc.StatusObject>): boolean;
+  getPeer(): string;
+}
+
+/** What both stream kinds share: node identification, the snapshot, ordered flushes, counters and logs. */
+abstract class AdsStream {
+  readonly ctx: StreamContext;
+  readonly call: GenericCall;
+  nodeId: string | undefined;
+  log: Logger;
+  snapshot: Snapshot | undefined;
+  #nonce = 0;
+  #closed = false;
+  readonly counters = new Map<string, XdsCounters>();
+
+  constructor(ctx: StreamContext, call: GenericCall) {
+    this.ctx = ctx;
+    this.call = call;
+    this.log = ctx.log.child({ streamId: ctx.id });
+  }
+
+  abstract readonly mode: 'sotw' | 'delta';
+  /** Applies one request to the per-type state (subscriptions, ACK/NACK). */
+  protected abstract apply(req: unknown): void;
+  /** Sends what type `typeUrl` needs, if anything. */
+  protected abstract push(typeUrl: string, snapshot: Snapshot): void;
+  /** Type URLs this stream has subscription state for. */
+  protected abstract typeUrls(): Iterable<string>;
+  abstract typeStatus(typeUrl: string): TypeStatus;
+
+  start(): void {
+    this.log.debug({ peer: this.call.getPeer(), mode: this.mode }, 'ADS stream opened');
+    this.call.on('data', (req) => this.#onRequest(req as { node: Node__Output | null }));
+    this.call.on('end', () => this.end());
+    this.call.on('cancelled', () => this.#close('cancelled'));
+    this.call.on('error', (err) => {
+      this.log.debug({ err }, 'ADS stream error');
+      this.#close('error');
+    });
+    this.call.on('close', () => this.#close('closed'));
+  }
+
+  /** Ends the stream with OK (the client reconnects). */
+  end(): void {
+    if (this.#closed) return;
+    this.call.end();
+    this.#close('ended');
+  }
+
+  setSnapshot(snapshot: Snapshot): void {
+    if (this.#closed) return;
+    this.snapshot = snapshot;
+    this.flush();
+  }
+
+  /** Pushes every type in make-before-break order: CDS, EDS, LDS, RDS, SDS, then types Sloop doesn't serve. */
+  flush(): void {
+    const snapshot = this.snapshot;
+    if (snapshot === undefined || this.#closed) return;
+    const types = new Set(this.typeUrls());
+    for (const t of PUSH_ORDER) if (types.has(t)) this.push(t, snapshot);
+  }
+
+  nextNonce(): string {
+    return `${this.ctx.id}-${++this.#nonce}`;
+  }
+
+  count(typeUrl: string, what: keyof XdsCounters): void {
+    let c = this.counters.get(typeUrl);
+    if (c === undefined) this.counters.set(typeUrl, (c = { pushes: 0, acks: 0, nacks: 0 }));
+    c[what]++;
+    this.ctx.count(typeUrl, what);
+  }
+
+  countersOf(typeUrl: string): XdsCounters {
+    return { ...(this.counters.get(typeUrl) ?? { pushes: 0, acks: 0, nacks: 0 }) };
+  }
+
+  status(): StreamStatus {
+    return {
+      streamId: this.ctx.id,
+      mode: this.mode,
+      nodeId: this.nodeId,
+      peer: this.call.getPeer(),
+      types: [...this.typeUrls()].sort().map((t) => this.typeStatus(t)),
+    };
+  }
+
+
+  #onRequest(req: { node: Node__Output | null }): void {
+    if (this.#closed) return;
+    if (this.nodeId === undefined) {
+      const node = req.node;
+      if (!node?.id) {
+        // xDS protocol doc: the first request on a stream must identify the node.
+        this.log.warn({ peer: this.call.getPeer() }, 'ADS stream without node id refused');
+        this.call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'the first DiscoveryRequest on a stream must carry node.id' });
+        this.#close('refused');
+        return;
+      }
+      this.nodeId = node.id;
+      this.log = this.log.child({ nodeId: node.id });
+      this.ctx.identified(this, node.id);
+      const info = nodeInfoOf(node);
+      this.log.debug({ cluster: info.cluster, userAgent: info.userAgentName }, 'ADS node connected');
+      this.apply(req);
+      this.snapshot = this.ctx.cache.getSnapshot(node.id);
+      if (this.snapshot !== undefined) this.flush();
+      else {
+        this.ctx.cache.snapshotFor(info).then(
+          (snapshot) => {
+            if (snapshot !== undefined && this.snapshot === undefined) this.setSnapshot(snapshot);
+          },
+          (err: unknown) => this.log.error({ err }, 'computing the snapshot of a new node failed'),
+        );
+      }
+      return;
+    }
+    this.apply(req);
+    this.flush();
+  }
+
+  #close(why: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.log.debug({ why }, 'ADS stream closed');
+    this.ctx.closed(this);
+  }
+}
+
+interface SotwTypeState {
+  typeUrl: string;
+  wildcard: boolean;
+  /** Still in legacy wildcard mode (first request had no names): an empty list keeps meaning wildcard. */
+  legacyWildcard: boolean;
+  names: Set<string>;
+  /** The subscription changed (or this is the first request): respond even if the version is unchanged. */
+  dirty: boolean;
+  sentVersion: string | undefined;
+  sentNonce: string | undefined;
+  sent: Map<string, string>;
+  ackedVersion: string | undefined;
+  acked: Map<string, string>;
+  lastNack: NackInfo | undefined;
+}
+
+/** State of the world: every response for a type carries the full set of requested resources. */
+class SotwStream extends AdsStream {
+  readonly mode = 'sotw' as const;
+  readonly #types = new Map<string, SotwTypeState>();
+
+  protected typeUrls(): Iterable<string> {
+    return this.#types.keys();
+  }
+
+  protected apply(raw: unknown): void {
+    const req = raw as DiscoveryRequest__Output;
+    const typeUrl = req.type_url;
+    if (!typeUrl) {
+      this.log.warn({}, 'DiscoveryRequest without type_url ignored (ADS requires one)');
+      return;
+    }
+    let st = this.#types.get(typeUrl);
+    // xDS protocol doc: a request whose nonce is not the latest we sent for this type is stale; the client will
+    // answer the newer response (with its full subscription) anyway, so the stale one is ignored.
+    if (st?.sentNonce !== undefined && req.response_nonce !== '' && req.response_nonce !== st.sentNonce) {
+      this.log.debug({ type: shortTypeName(typeUrl), nonce: req.response_nonce, latest: st.sentNonce }, 'stale nonce ignored');
+      return;
+    }
+    const names = req.resource_names;
+    if (st === undefined) {
+      const legacy = names.length === 0 && isFullStateType(typeUrl);
+      st = {
+        typeUrl,
+        wildcard: legacy || names.includes('*'),
+        legacyWildcard: legacy,
+        names: new Set(names.filter((n) => n !== '*')),
+        dirty: true,
+        sentVersion: undefined,
+        sentNonce: undefined,
+        sent: new Map(),
+        ackedVersion: undefined,
+        acked: new Map(),
+        lastNack: undefined,
+      };
+      this.#types.set(typeUrl, st);
+      return;
+    }
+    if (req.response_nonce !== '' && req.response_nonce === st.sentNonce) this.#ackOrNack(st, req);
+    // Legacy wildcard ends with the first request naming resources; after that an empty list unsubscribes all.
+    const wildcard = st.legacyWildcard && names.length === 0 ? true : names.includes('*');
+    if (names.length > 0) st.legacyWildcard = false;
+    const next = new Set(names.filter((n) => n !== '*'));
+    if (wildcard !== st.wildcard || !sameSet(next, st.names)) {
+      st.wildcard = wildcard;
+      st.names = next;
+      st.dirty = true;
+    }
+  }
+
+  #ackOrNack(st: SotwTypeState, req: DiscoveryRequest__Output): void {
+    const fields = { type: shortTypeName(st.typeUrl), version: st.sentVersion, nonce: st.sentNonce };
+    if (req.error_detail) {
+      const errorDetail = { code: req.error_detail.code, message: req.error_detail.message };
+      st.lastNack = { rejectedVersion: st.sentVersion ?? '', nonce: st.sentNonce ?? '', errorDetail, at: this.ctx.now() };
+      this.count(st.typeUrl, 'nacks');
+      // The client keeps (and reports in version_info) its last good version; nothing is resent until the
+      // snapshot or the subscription changes.
+      this.log.warn({ ...fields, keptVersion: req.version_info, errorDetail }, 'xDS NACK');
+    } else {
+      st.ackedVersion = st.sentVersion;
+      st.acked = new Map(st.sent);
+      this.count(st.typeUrl, 'acks');
+      this.log.debug(fields, 'xDS ACK');
+    }
+  }
+
+  protected push(typeUrl: string, snapshot: Snapshot): void {
+    const st = this.#types.get(typeUrl)!;
+    const all = snapshot.ofType(typeUrl);
+    const selected: SnapshotResource[] = [];
+    if (st.wildcard) selected.push(...all.resources.values());
+    else for (const name of [...st.names].sort()) {
+      const r = all.resources.get(name);
+      if (r !== undefined) selected.push(r);
+    }
+    const fullState = isFullStateType(typeUrl);
+    // EDS/RDS: absence says nothing, so there is nothing to send until a requested resource exists.
+    if (!fullState && selected.length === 0) {
+      st.dirty = false;
+      return;
+    }
+    const unchanged = st.sentVersion !== undefined && selected.length === st.sent.size && selected.every((r) => st.sent.get(r.name) === r.version);
+    if (!st.dirty && unchanged) return;
+    const nonce = this.nextNonce();
+    const response: DiscoveryResponse = { version_info: all.version, resources: selected.map((r) => r.any), type_url: typeUrl, nonce };
+    st.sentVersion = all.version;
+    st.sentNonce = nonce;
+    st.sent = new Map(selected.map((r) => [r.name, r.version]));
+    st.dirty = false;
+    this.count(typeUrl, 'pushes');
+    this.log.debug({ type: shortTypeName(typeUrl), version: all.version, nonce, resources: selected.length }, 'xDS push');
+    this.call.write(response);
+  }
+
+  typeStatus(typeUrl: string): TypeStatus {
+    const st = this.#types.get(typeUrl)!;
+    return {
+      typeUrl,
+      wildcard: st.wildcard,
+      names: [...st.names].sort(),
+      sentVersion: st.sentVersion,
+      sentNonce: st.sentNonce,
+      sent: Object.fromEntries(st.sent),
+      ackedVersion: st.ackedVersion,
+      acked: Object.fromEntries(st.acked),
+      lastNack: st.lastNack,
+      counters: this.countersOf(typeUrl),
+    };
+  }
+}
+
+interface DeltaTypeState {
+  typeUrl: string;
+  wildcard: boolean;
+  names: Set<string>;
+  /** Name → version the client holds, as far as we know (initial_resource_versions, then what we sent). */
+  client: Map<string, string>;
+  /** Newly subscribed names: if they don't exist, the next response says so in removed_resources. */
+  unanswered: Set<string>;
+  /** Nonce → changes of that response (version, or null for removed), until ACKed or NACKed. */
+  inFlight: Map<string, Map<string, string | null>>;
+  sentVersion: string | undefined;
+  sentNonce: string | undefined;
+  acked: Map<string, string>;
+  lastNack: NackInfo | undefined;
+}
+
+/** Incremental xDS: responses carry only what changed for the client, and removals by name. */
+class DeltaStream extends AdsStream {
+  readonly mode = 'delta' as const;
+  readonly #types = new Map<string, DeltaTypeState>();
+
+  protected typeUrls(): Iterable<string> {
+    return this.#types.keys();
+  }
+
+  protected apply(raw: unknown): void {
+    const req = raw as DeltaDiscoveryRequest__Output;
+    const typeUrl = req.type_url;
+    if (!typeUrl) {
+      this.log.warn({}, 'DeltaDiscoveryRequest without type_url ignored (ADS requires one)');
+      return;
+    }
+    let st = this.#types.get(typeUrl);
+    const subscribe = req.resource_names_subscribe;
+    if (st === undefined) {
+      st = {
+        typeUrl,
+        // xDS protocol doc: for LDS/CDS an empty first subscribe list means wildcard (legacy); `*` always does.
+        wildcard: subscribe.length === 0 && isFullStateType(typeUrl),
+        names: new Set(),
+        // initial_resource_versions is honoured on the first request of a type on a stream only.
+        client: new Map(Object.entries(req.initial_resource_versions ?? {})),
+        unanswered: new Set(),
+        inFlight: new Map(),
+        sentVersion: undefined,
+        sentNonce: undefined,
+        acked: new Map(),
+        lastNack: undefined,
+      };
+      this.#types.set(typeUrl, st);
+    } else if (req.response_nonce !== '') {
+      this.#ackOrNack(st, req);
+    }
+    for (const name of subscribe) {
+      if (name === '*') st.wildcard = true;
+      else if (!st.names.has(name)) {
+        st.names.add(name);
+        st.unanswered.add(name);
+      }
+    }
+    for (const name of req.resource_names_unsubscribe) {
+      if (name === '*') st.wildcard = false;
+      else {
+        st.names.delete(name);
+        st.unanswered.delete(name);
+      }
+    }
+    // The client forgets what it unsubscribed from; anything outside the subscription is not held any more.
+    if (!st.wildcard) for (const name of st.client.keys()) if (!st.names.has(name)) st.client.delete(name);
+  }
+
+  #ackOrNack(st: DeltaTypeState, req: DeltaDiscoveryRequest__Output): void {
+    const changes = st.inFlight.get(req.response_nonce);
+    if (changes === undefined) {
+      this.log.debug({ type: shortTypeName(st.typeUrl), nonce: req.response_nonce }, 'unknown or stale nonce');
+      return;
+    }
+    // Responses are answered in order: older in-flight responses are superseded by this one.
+    for (const nonce of [...st.inFlight.keys()]) {
+      st.inFlight.delete(nonce);
+      if (nonce === req.response_nonce) break;
+    }
+    const fields = { type: shortTypeName(st.typeUrl), nonce: req.response_nonce, resources: Object.fromEntries(changes) };
+    if (req.error_detail) {
+      const errorDetail = { code: req.error_detail.code, message: req.error_detail.message };
+      st.lastNack = { rejectedVersion: req.response_nonce, nonce: req.response_nonce, errorDetail, at: this.ctx.now() };
+      this.count(st.typeUrl, 'nacks');
+      this.log.warn({ ...fields, errorDetail }, 'xDS NACK');
+    } else {
+      for (const [name, version] of changes) {
+        if (version === null) st.acked.delete(name);
+        else st.acked.set(name, version);
+      }
+      this.count(st.typeUrl, 'acks');
+      this.log.debug(fields, 'xDS ACK');
+    }
+  }
+
+  protected push(typeUrl: string, snapshot: Snapshot): void {
+    const st = this.#types.get(typeUrl)!;
+    const all = snapshot.ofType(typeUrl).resources;
+    const scope = st.wildcard ? new Set([...all.keys(), ...st.names]) : st.names;
+    const updated: SnapshotResource[] = [];
+    const removed = new Set<string>();
+    for (const name of scope) {
+      const r = all.get(name);
+      if (r !== undefined && st.client.get(name) !== r.version) updated.push(r);
+    }
+    for (const name of st.client.keys()) if (!all.has(name)) removed.add(name);
+    // xDS protocol doc ("Knowing When a Requested Resource Does Not Exist"): in the incremental variants the
+    // server answers a subscription to a resource that does not exist with its name in removed_resources.
+    for (const name of st.unanswered) if (!all.has(name)) removed.add(name);
+    st.unanswered.clear();
+    if (updated.length === 0 && removed.size === 0) return;
+    updated.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const changes = new Map<string, string | null>();
+    for (const r of updated) {
+      st.client.set(r.name, r.version);
+      changes.set(r.name, r.version);
+    }
+    for (const name of removed) {
+      st.client.delete(name);
+      changes.set(name, null);
+    }
+    const nonce = this.nextNonce();
+    const version = snapshot.version(typeUrl);
+    st.inFlight.set(nonce, changes);
+    if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);
+    st.sentVersion = version;
+    st.sentNonce = nonce;
+    const response: DeltaDiscoveryResponse = {
+      system_version_info: version,
+      type_url: typeUrl,
+      nonce,
+      resources: updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
+      removed_resources: [...removed].sort(),
+    };
+    this.count(typeUrl, 'pushes');
+    this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.size }, 'xDS push');
+    this.call.write(response);
+  }
+
+  typeStatus(typeUrl: string): TypeStatus {
+    const st = this.#types.get(typeUrl)!;
+    return {
+      typeUrl,
+      wildcard: st.wildcard,
+      names: [...st.names].sort(),
+      sentVersion: st.sentVersion,
+      sentNonce: st.sentNonce,
+      sent: Object.fromEntries(st.client),
+      ackedVersion: undefined,
+      acked: Object.fromEntries(st.acked),
+      lastNack: st.lastNack,
+      counters: this.countersOf(typeUrl),
+    };
+  }
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}
+
+/** `node` of a DiscoveryRequest as {@link NodeInfo}; `metadata` (google.protobuf.Struct) becomes plain JSON. */
+export function nodeInfoOf(node: Node__Output): NodeInfo {
+  return {
+    id: node.id,
+    cluster: node.cluster ?? '',
+    metadata: node.metadata ? structToJson(node.metadata as unknown as StructLike) : {},
+    userAgentName: node.user_agent_name ?? '',
+  };
+}
+
+interface StructLike {
+  fields?: Record<string, ValueLike>;
+}
+type ValueLike = Record<string, unknown> & { kind?: string };
+
+function structToJson(s: StructLike): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s.fields ?? {})) out[k] = valueToJson(v);
+  return out;
+}
+
+function valueToJson(v: ValueLike): unknown {
+  // protobufjs' built-in well-known types use camelCase field names, whatever keepCase says.
+  const get = (camel: string, snake: string): unknown => (camel in v ? v[camel] : v[snake]);
+  const kind = v.kind;
+  if (kind === 'stringValue' || kind === 'string_value') return get('stringValue', 'string_value');
+  if (kind === 'numberValue' || kind === 'number_value') return Number(get('numberValue', 'number_value'));
+  if (kind === 'boolValue' || kind === 'bool_value') return get('boolValue', 'bool_value');
+  if (kind === 'structValue' || kind === 'struct_value') return structToJson(get('structValue', 'struct_value') as StructLike);
+  if (kind === 'listValue' || kind === 'list_value') {
+    const list = get('listValue', 'list_value') as { values?: ValueLike[] } | null;
+    return (list?.values ?? []).map(valueToJson);
+  }
+  return null;
+}

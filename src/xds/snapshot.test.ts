@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { unpackAny } from './any.ts';
+import type { Cluster__Output } from './gen/envoy/config/cluster/v3/Cluster.ts';
+import { SnapshotError, createSnapshot } from './snapshot.ts';
+import { SnapshotCache, type NodeInfo } from './snapshot-cache.ts';
+import { edsCluster, loadAssignment, rdsListener, routeConfig, tcpListener } from './testdata/resources.ts';
+import { TYPE_URLS } from './type-urls.ts';
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  assert.fail('expected a throw');
+}
+
+const base = () => ({
+  clusters: [edsCluster('a'), edsCluster('b', { serviceName: 'b-eds' })],
+  endpoints: [loadAssignment('a', [{ port: 1001 }]), loadAssignment('b-eds', [{ port: 1002 }])],
+  listeners: [rdsListener('echo.local:8080', 'r1'), tcpListener('tcp', 'a', 9000)],
+  routes: [routeConfig('r1', 'echo.local:8080', 'a')],
+});
+
+describe('createSnapshot', () => {
+  it('encodes every resource once, by name, with content-hash versions', () => {
+    const s = createSnapshot(base());
+    const clusters = s.ofType(TYPE_URLS.cluster).resources;
+    assert.deepEqual([...clusters.keys()], ['a', 'b']);
+    const a = unpackAny<Cluster__Output>(clusters.get('a')!.any);
+    assert.equal(a.type, 'EDS');
+    assert.equal(s.ofType(TYPE_URLS.endpoint).resources.has('b-eds'), true);
+    assert.match(s.version(TYPE_URLS.cluster), /^[0-9a-f]{16}$/);
+    assert.deepEqual(s.clustersOfListener('tcp'), ['a']);
+  });
+
+  it('gives equal content equal versions whatever the order, and changes only the type that changed', () => {
+    const one = createSnapshot(base());
+    const reordered = base();
+    reordered.clusters.reverse();
+    const two = createSnapshot(reordered);
+    assert.deepEqual(two.versions(), one.versions());
+    const changed = base();
+    changed.endpoints[0] = loadAssignment('a', [{ port: 1003 }]);
+    const three = createSnapshot(changed);
+    assert.notEqual(three.version(TYPE_URLS.endpoint), one.version(TYPE_URLS.endpoint));
+    assert.equal(three.version(TYPE_URLS.cluster), one.version(TYPE_URLS.cluster));
+    assert.equal(three.version(TYPE_URLS.listener), one.version(TYPE_URLS.listener));
+    assert.equal(three.ofType(TYPE_URLS.endpoint).resources.get('b-eds')!.version, one.ofType(TYPE_URLS.endpoint).resources.get('b-eds')!.version);
+  });
+
+  it('rejects a listener naming a missing RouteConfiguration and a cluster naming a missing ClusterLoadAssignment, with every diagnostic', () => {
+    const r = base();
+    r.routes = [];
+    r.endpoints = [loadAssignment('a', [{ port: 1 }])];
+    const err = thrown(() => createSnapshot(r));
+    assert.ok(err instanceof SnapshotError);
+    assert.equal(err.code, 'SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT');
+    assert.deepEqual(
+      err.diagnostics.map((d) => [d.path, d.message]),
+      [
+        ['listeners["echo.local:8080"].api_listener.api_listener.rds.route_config_name', 'RouteConfiguration "r1" is not in the snapshot'],
+        ['clusters["b"].eds_cluster_config.service_name', 'ClusterLoadAssignment "b-eds" is not in the snapshot'],
+      ],
+    );
+    assert.match(err.message, /RouteConfiguration "r1" is not in the snapshot/);
+  });
+
+  it('rejects duplicate and empty names', () => {
+    const err = thrown(() => createSnapshot({ clusters: [{ ...edsCluster('a'), type: 'STATIC' }, { ...edsCluster('a'), type: 'STATIC' }], routes: [{ name: '' }] }));
+    assert.ok(err instanceof SnapshotError);
+    assert.deepEqual(
+      err.diagnostics.map((d) => d.path),
+      ['clusters[1].name', 'routes[0].name'],
+    );
+  });
+
+  it('checks listeners on ports too', () => {
+    assert.throws(() => createSnapshot({ listeners: [rdsListener('l', 'missing', { port: 8080 })] }), /filter_chains\[0\]\.filters\[0\]\.typed_config\.rds\.route_config_name: RouteConfiguration "missing"/);
+  });
+});
+
+describe('SnapshotCache', () => {
+  const node: NodeInfo = { id: 'n1', cluster: 'c', metadata: { NAMESPACE: 'default' }, userAgentName: 'test' };
+
+  it('notifies listeners on setSnapshot and keeps the latest per node', () => {
+    const cache = new SnapshotCache();
+    const seen: string[] = [];
+    const off = cache.subscribe((id, s) => seen.push(`${id}:${s.version(TYPE_URLS.cluster)}`));
+    const s1 = createSnapshot(base());
+    cache.setSnapshot('n1', s1);
+    cache.setSnapshot('n1', s1);
+    assert.deepEqual(seen, [`n1:${s1.version(TYPE_URLS.cluster)}`]);
+    assert.equal(cache.getSnapshot('n1'), s1);
+    off();
+    cache.setSnapshot('n2', s1);
+    assert.equal(seen.length, 1);
+    assert.deepEqual(cache.nodeIds().sort(), ['n1', 'n2']);
+    cache.clearSnapshot('n2');
+    assert.equal(cache.getSnapshot('n2'), undefined);
+  });
+
+  it('asks the resolver once for a new node, sharing concurrent calls', async () => {
+    const calls: NodeInfo[] = [];
+    const snap = createSnapshot(base());
+    const cache = new SnapshotCache({
+      resolveSnapshot: async (n) => {
+        calls.push(n);
+        return n.metadata.NAMESPACE === 'default' ? snap : undefined;
+      },
+    });
+    const [a, b] = await Promise.all([cache.snapshotFor(node), cache.snapshotFor(node)]);
+    assert.equal(a, snap);
+    assert.equal(b, snap);
+    assert.equal(calls.length, 1);
+    assert.equal(await cache.snapshotFor(node), snap);
+    assert.equal(calls.length, 1);
+    assert.equal(await cache.snapshotFor({ ...node, id: 'n9', metadata: {} }), undefined);
+    assert.equal(cache.getSnapshot('n9'), undefined);
+  });
+});

@@ -1,0 +1,241 @@
+/**
+ * Snapshots: an immutable, consistent set of Envoy resources for one node (go-control-plane's model).
+ *
+ * A snapshot holds the resources of every type Sloop serves, each encoded once as the `Any` that goes on the wire.
+ * Its version per type is a hash of that type's content, so publishing the same config again changes no version
+ * and pushes nothing. {@link createSnapshot} checks that every RouteConfiguration a listener's HTTP connection
+ * manager names over RDS and every ClusterLoadAssignment an EDS cluster names exists, and refuses the snapshot
+ * otherwise, so a client never waits on a resource the control plane will not send.
+ */
+import { createHash } from 'node:crypto';
+import { SloopError, formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
+import { packAny, unpackAny, type PackedAny } from './any.ts';
+import type { Cluster, Cluster__Output } from './gen/envoy/config/cluster/v3/Cluster.ts';
+import type { ClusterLoadAssignment } from './gen/envoy/config/endpoint/v3/ClusterLoadAssignment.ts';
+import type { FilterChain__Output } from './gen/envoy/config/listener/v3/FilterChain.ts';
+import type { Listener, Listener__Output } from './gen/envoy/config/listener/v3/Listener.ts';
+import type { RouteConfiguration, RouteConfiguration__Output } from './gen/envoy/config/route/v3/RouteConfiguration.ts';
+import type { Secret } from './gen/envoy/extensions/transport_sockets/tls/v3/Secret.ts';
+import type { HttpConnectionManager__Output } from './gen/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
+import type { TcpProxy__Output } from './gen/envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy.ts';
+import { HCM_TYPE_URL, PUSH_ORDER, TCP_PROXY_TYPE_URL, TYPE_URLS, type ResourceTypeUrl } from './type-urls.ts';
+
+/** The resources of a snapshot, in protobufjs `fromObject` form (the generated input types; `__Output` objects fit too). */
+export interface SnapshotResources {
+  clusters?: readonly Cluster[];
+  endpoints?: readonly ClusterLoadAssignment[];
+  listeners?: readonly Listener[];
+  routes?: readonly RouteConfiguration[];
+  secrets?: readonly Secret[];
+}
+
+/** One resource as served: its name, its own content-hash version (delta xDS) and its encoding. */
+export interface SnapshotResource {
+  readonly name: string;
+  /** Hash of the encoded bytes: equal resources have equal versions, on every control plane replica. */
+  readonly version: string;
+  readonly any: PackedAny;
+}
+
+/** All resources of one type in a snapshot. */
+export interface TypeSnapshot {
+  /** Hash of every (name, bytes) pair of the type, sorted by name. */
+  readonly version: string;
+  readonly resources: ReadonlyMap<string, SnapshotResource>;
+}
+
+/** Thrown by {@link createSnapshot} with every problem found. Code `SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT`. */
+export class SnapshotError extends SloopError {
+  readonly diagnostics: readonly Diagnostic[];
+  constructor(diagnostics: readonly Diagnostic[]) {
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    super('SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT', `snapshot rejected: ${errors.length} error(s)\n` + errors.map((d) => '  ' + formatDiagnostic(d)).join('\n'));
+    this.name = 'SnapshotError';
+    this.diagnostics = diagnostics;
+  }
+}
+
+const EMPTY_TYPE: TypeSnapshot = { version: hashEntries([]), resources: new Map() };
+
+/** An immutable set of resources for one node. Build it with {@link createSnapshot}. */
+export class Snapshot {
+  readonly #types: ReadonlyMap<ResourceTypeUrl, TypeSnapshot>;
+  readonly #listenerClusters: ReadonlyMap<string, readonly string[]>;
+
+  /** @internal Use {@link createSnapshot}, which checks consistency. */
+  constructor(types: ReadonlyMap<ResourceTypeUrl, TypeSnapshot>, listenerClusters: ReadonlyMap<string, readonly string[]>) {
+    this.#types = types;
+    this.#listenerClusters = listenerClusters;
+  }
+
+  /** The resources of one type (empty for a type the snapshot has none of, or doesn't know). */
+  ofType(typeUrl: string): TypeSnapshot {
+    return this.#types.get(typeUrl as ResourceTypeUrl) ?? EMPTY_TYPE;
+  }
+
+  /** Content-hash version of one type. */
+  version(typeUrl: string): string {
+    return this.ofType(typeUrl).version;
+  }
+
+  /**
+   * Clusters a listener references directly (tcp_proxy `cluster`/`weighted_clusters`, routes of an inline
+   * `route_config`), for make-before-break: the ADS server holds such a listener until the client has them.
+   */
+  clustersOfListener(name: string): readonly string[] {
+    return this.#listenerClusters.get(name) ?? [];
+  }
+
+  /** Versions of every type, for logs and debug output. */
+  versions(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const t of PUSH_ORDER) out[t] = this.version(t);
+    return out;
+  }
+}
+
+interface Prepared {
+  typeUrl: ResourceTypeUrl;
+  field: keyof SnapshotResources;
+  nameOf: (r: Record<string, unknown>) => unknown;
+  nameField: string;
+}
+
+const KINDS: readonly Prepared[] = [
+  { typeUrl: TYPE_URLS.cluster, field: 'clusters', nameOf: (r) => r.name, nameField: 'name' },
+  { typeUrl: TYPE_URLS.endpoint, field: 'endpoints', nameOf: (r) => r.cluster_name, nameField: 'cluster_name' },
+  { typeUrl: TYPE_URLS.listener, field: 'listeners', nameOf: (r) => r.name, nameField: 'name' },
+  { typeUrl: TYPE_URLS.route, field: 'routes', nameOf: (r) => r.name, nameField: 'name' },
+  { typeUrl: TYPE_URLS.secret, field: 'secrets', nameOf: (r) => r.name, nameField: 'name' },
+];
+
+/**
+ * Encodes `resources` into a snapshot after checking them: names present and unique per type, each resource
+ * encodable, every RDS name a listener uses and every EDS name a cluster uses present in the snapshot.
+ * @throws SnapshotError (`SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT`) carrying every diagnostic; nothing is published.
+ */
+export function createSnapshot(resources: SnapshotResources): Snapshot {
+  const diagnostics: Diagnostic[] = [];
+  const types = new Map<ResourceTypeUrl, TypeSnapshot>();
+  for (const kind of KINDS) {
+    const items = new Map<string, SnapshotResource>();
+    (resources[kind.field] ?? []).forEach((resource, i) => {
+      const path = `${kind.field}[${i}]`;
+      const name = kind.nameOf(resource as Record<string, unknown>);
+      if (typeof name !== 'string' || name === '') {
+        diagnostics.push(error(`${path}.${kind.nameField}`, 'a resource needs a non-empty name'));
+        return;
+      }
+      if (items.has(name)) {
+        diagnostics.push(error(`${path}.${kind.nameField}`, `duplicate ${shortKind(kind.typeUrl)} name "${name}"`));
+        return;
+      }
+      let any: PackedAny;
+      try {
+        any = packAny(kind.typeUrl, resource);
+      } catch (err) {
+        diagnostics.push(error(path, `cannot encode ${shortKind(kind.typeUrl)} "${name}": ${(err as Error).message}`));
+        return;
+      }
+      items.set(name, { name, version: hashBytes(any.value), any });
+    });
+    const sorted = [...items.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    types.set(kind.typeUrl, { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) });
+  }
+
+  const listenerClusters = new Map<string, readonly string[]>();
+  const routes = types.get(TYPE_URLS.route)!.resources;
+  const endpoints = types.get(TYPE_URLS.endpoint)!.resources;
+  for (const r of types.get(TYPE_URLS.listener)!.resources.values()) {
+    const refs = listenerReferences(r, diagnostics);
+    listenerClusters.set(r.name, refs.clusters);
+    for (const ref of refs.routes) {
+      if (!routes.has(ref.name)) diagnostics.push(error(ref.path, `RouteConfiguration "${ref.name}" is not in the snapshot`));
+    }
+  }
+  for (const r of types.get(TYPE_URLS.cluster)!.resources.values()) {
+    const c = unpackAny<Cluster__Output>(r.any);
+    if (c.type !== 'EDS') continue;
+    const edsName = c.eds_cluster_config?.service_name || c.name;
+    const field = c.eds_cluster_config?.service_name ? '.eds_cluster_config.service_name' : '.name';
+    if (!endpoints.has(edsName)) diagnostics.push(error(`clusters["${c.name}"]${field}`, `ClusterLoadAssignment "${edsName}" is not in the snapshot`));
+  }
+  if (diagnostics.some((d) => d.severity === 'error')) throw new SnapshotError(diagnostics);
+  return new Snapshot(types, listenerClusters);
+}
+
+interface ListenerRefs {
+  routes: { name: string; path: string }[];
+  clusters: string[];
+}
+
+function listenerReferences(r: SnapshotResource, diagnostics: Diagnostic[]): ListenerRefs {
+  const l = unpackAny<Listener__Output>(r.any);
+  const refs: ListenerRefs = { routes: [], clusters: [] };
+  const base = `listeners["${l.name}"]`;
+  const chains: [FilterChain__Output, string][] = l.filter_chains.map((fc, i) => [fc, `${base}.filter_chains[${i}]`]);
+  if (l.default_filter_chain) chains.push([l.default_filter_chain, `${base}.default_filter_chain`]);
+  for (const [fc, path] of chains) {
+    fc.filters.forEach((f, j) => {
+      if (f.typed_config) networkFilterRefs(f.typed_config, `${path}.filters[${j}].typed_config`, refs, diagnostics);
+    });
+  }
+  const api = l.api_listener?.api_listener;
+  if (api) networkFilterRefs(api, `${base}.api_listener.api_listener`, refs, diagnostics);
+  refs.clusters = [...new Set(refs.clusters)].sort();
+  return refs;
+}
+
+function networkFilterRefs(any: PackedAny, path: string, refs: ListenerRefs, diagnostics: Diagnostic[]): void {
+  // Only the type URL's last segment names the type (any.proto), whatever the prefix.
+  const typeName = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
+  try {
+    if (typeName === HCM_TYPE_URL.slice(HCM_TYPE_URL.lastIndexOf('/') + 1)) {
+      const hcm = unpackAny<HttpConnectionManager__Output>(any);
+      if (hcm.rds) refs.routes.push({ name: hcm.rds.route_config_name, path: `${path}.rds.route_config_name` });
+      if (hcm.route_config) refs.clusters.push(...routeClusters(hcm.route_config));
+    } else if (typeName === TCP_PROXY_TYPE_URL.slice(TCP_PROXY_TYPE_URL.lastIndexOf('/') + 1)) {
+      const tcp = unpackAny<TcpProxy__Output>(any);
+      if (tcp.cluster) refs.clusters.push(tcp.cluster);
+      for (const w of tcp.weighted_clusters?.clusters ?? []) refs.clusters.push(w.name);
+    }
+  } catch (err) {
+    diagnostics.push(error(path, `cannot decode ${typeName}: ${(err as Error).message}`));
+  }
+}
+
+/** Clusters the routes of a RouteConfiguration send to (plain and weighted). */
+export function routeClusters(rc: RouteConfiguration__Output): string[] {
+  const out: string[] = [];
+  for (const vh of rc.virtual_hosts) {
+    for (const route of vh.routes) {
+      const action = route.route;
+      if (!action) continue;
+      if (action.cluster) out.push(action.cluster);
+      for (const w of action.weighted_clusters?.clusters ?? []) out.push(w.name);
+    }
+  }
+  return out;
+}
+
+function error(path: string, message: string): Diagnostic {
+  return { severity: 'error', code: 'SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT', path, message };
+}
+
+function shortKind(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
+}
+
+function hashBytes(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+}
+
+function hashEntries(entries: readonly SnapshotResource[]): string {
+  const h = createHash('sha256');
+  for (const e of entries) {
+    // Length-prefixed so no two different (name, bytes) sequences hash the same input.
+    h.update(`${Buffer.byteLength(e.name)}:${e.name}:${e.any.value.length}:`);
+    h.update(e.any.value);
+  }
+  return h.digest('hex').slice(0, 16);
+}
