@@ -46,7 +46,7 @@ Try:
   curl -s localhost:10000/echo                       # what the app received: x-request-id, x-forwarded-proto, …
   curl -s --http2-prior-knowledge localhost:10000/echo   # the same port speaks h2c
   curl -si localhost:10000/old-page                  # redirect;  curl -si localhost:10000/nope → 404
-  echo hello | nc -q1 localhost 10001                # TCP proxy to the echo app
+  echo hello | curl -s --max-time 1 telnet://localhost:10001   # TCP proxy to the echo app
   curl -s localhost:9901/stats | grep -E 'downstream_rq_2xx|upstream_rq_total'
   curl -s localhost:9901/clusters | head;  curl -s localhost:9901/stats/prometheus | head
 
