@@ -137,6 +137,9 @@ export class AdsClient {
     let st = this.types.get(typeUrl);
     const names = interest === '*' ? undefined : new Set(interest);
     if (st === undefined) {
+      // No request for a type until there is something to ask for: an empty first request would be read as
+      // a legacy wildcard subscription (xds_protocol "How the client specifies what resources to return").
+      if (names !== undefined && names.size === 0) return;
       st = { names, requested: false, version: '', nonce: '', known: new Map(), pendingSubscribe: new Set(names ?? []), pendingUnsubscribe: new Set() };
       this.types.set(typeUrl, st);
     } else {
