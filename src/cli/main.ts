@@ -1,5 +1,6 @@
 /** `sloop` — the one CLI. The only place that reads process.env or exits. */
 import { Command, Option } from 'commander';
+import { runAnalyze } from './analyze.ts';
 import { runDemo } from './demo.ts';
 import { runProxy } from './proxy.ts';
 
@@ -25,6 +26,15 @@ program
   .option('--drain-time-s <seconds>', 'on Ctrl-C, how long in-flight requests may take to finish', '2')
   .action(async (o: { logLevel: string; drainTimeS: string }) => {
     process.exitCode = await runDemo({ logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS) });
+  });
+
+program
+  .command('analyze')
+  .description('validate Istio and Kubernetes config files or folders offline, as istioctl analyze does (exit code 1 on any error)')
+  .argument('<paths...>', 'YAML/JSON files or folders (read recursively)')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['log', 'json', 'yaml']).default('log'))
+  .action((paths: string[], o: { output: 'log' | 'json' | 'yaml' }) => {
+    process.exitCode = runAnalyze({ paths, output: o.output, write: (t) => process.stdout.write(t), writeInfo: (t) => process.stderr.write(t) });
   });
 
 await program.parseAsync();

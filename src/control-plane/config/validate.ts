@@ -7,6 +7,7 @@
 import type { z } from 'zod';
 import type { Diagnostic } from '../../shared/errors.ts';
 import { formatPath, positionOf } from './documents.ts';
+import { DOMAIN_SUFFIX } from './hosts.ts';
 import type { PathSegment, RawDocument } from './documents.ts';
 import { emptyModel, NETWORKING_KINDS, SHALLOW_KINDS } from './model.ts';
 import type {
@@ -21,8 +22,6 @@ import { serviceEntrySpec, workloadEntrySpec } from './schema/service-entry.ts';
 import { sidecarSpec } from './schema/sidecar.ts';
 import { virtualServiceSpec } from './schema/virtual-service.ts';
 
-/** Cluster domain suffix used for Kubernetes Service hostnames. */
-export const DOMAIN_SUFFIX = 'cluster.local';
 
 /** API versions accepted per Istio group (the served versions of Istio's CRDs). */
 const ISTIO_GROUPS: Record<string, { versions: readonly string[]; kinds: readonly string[] }> = {
@@ -126,7 +125,7 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
   const isShallow = istio !== undefined && (SHALLOW_KINDS as readonly string[]).includes(kind);
   const isService = group === '' && version === 'v1' && kind === 'Service';
   if (!isNetworking && !isShallow && !isService) {
-    keepOther(doc, v, apiVersion, kind, id, origin, model);
+    keepOther(v, apiVersion, kind, id, origin, model);
     return;
   }
 
@@ -148,6 +147,8 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
   } else {
     spec = parseWith(serviceSpec, v.spec ?? {}, specPath, doc, id, diagnostics);
   }
+  // Schemas report a message's own rules after its fields; show a resource's problems in document order.
+  diagnostics.splice(before, diagnostics.length - before, ...diagnostics.slice(before).sort(byPosition));
   if (diagnostics.slice(before).some((d) => d.severity === 'error') || meta === undefined || spec === undefined) return;
 
   const m = meta as ObjectMeta;
@@ -215,7 +216,7 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
 }
 
 /** Kinds Sloop does not interpret: kept; pod templates of workload kinds become workloads. */
-function keepOther(doc: RawDocument, v: Record<string, unknown>, apiVersion: string, kind: string, id: ResourceId, origin: Origin, model: Mutable): void {
+function keepOther(v: Record<string, unknown>, apiVersion: string, kind: string, id: ResourceId, origin: Origin, model: Mutable): void {
   const name = id.name ?? '';
   const namespace = id.namespace ?? 'default';
   model.others.push({ apiVersion, kind, name, namespace, origin, value: v });
@@ -247,7 +248,10 @@ function keepOther(doc: RawDocument, v: Record<string, unknown>, apiVersion: str
     containerPorts,
     origin,
   });
-  void doc;
+}
+
+function byPosition(a: Diagnostic, b: Diagnostic): number {
+  return (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0);
 }
 
 function get(v: unknown, ...path: string[]): unknown {

@@ -1,0 +1,190 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatPath, parseDocuments } from './documents.ts';
+import { loadConfig } from './load.ts';
+import { selectServicePortProtocol } from './schema/kubernetes.ts';
+import { parseDurationNs } from './schema/common.ts';
+import { validateDocuments } from './validate.ts';
+
+const SAMPLES = '/work/shared/istio-samples';
+const TESTDATA = new URL('./testdata/', import.meta.url).pathname;
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((e) => {
+    const p = join(dir, e);
+    return statSync(p).isDirectory() ? yamlFiles(p) : /\.ya?ml$/.test(e) ? [p] : [];
+  });
+}
+
+function validateText(text: string) {
+  const parsed = parseDocuments(text, 'mem.yaml');
+  const v = validateDocuments(parsed.documents);
+  return { model: v.model, diagnostics: [...parsed.diagnostics, ...v.diagnostics] };
+}
+
+test('every Istio sample file loads with no error diagnostics', () => {
+  const files = yamlFiles(SAMPLES);
+  assert.ok(files.length > 50, `found ${files.length} sample files`);
+  for (const file of files) {
+    const { diagnostics } = loadConfig([file]);
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    assert.deepEqual(errors, [], file);
+  }
+});
+
+test('bookinfo: kinds land in the model with Istio defaults', () => {
+  const { model, diagnostics } = loadConfig([join(SAMPLES, 'bookinfo/platform/kube/bookinfo.yaml'), join(SAMPLES, 'bookinfo/networking/destination-rule-all.yaml'), join(SAMPLES, 'bookinfo/networking/virtual-service-all-v1.yaml')]);
+  assert.deepEqual(diagnostics, []);
+  assert.deepEqual(model.services.map((s) => s.hostname).sort(), ['details', 'productpage', 'ratings', 'reviews'].map((n) => `${n}.default.svc.cluster.local`));
+  const reviews = model.services.find((s) => s.name === 'reviews')!;
+  assert.deepEqual(reviews.ports, [{ name: 'http', port: 9080, targetPort: 9080, transportProtocol: 'TCP', protocol: 'HTTP' }]);
+  assert.deepEqual(reviews.selector, { app: 'reviews' });
+  assert.equal(model.virtualServices.length, 4);
+  assert.deepEqual(model.virtualServices[0].gateways, ['mesh']);
+  assert.equal(model.virtualServices[0].namespace, 'default');
+  assert.equal(model.destinationRules.find((d) => d.name === 'reviews')!.spec.subsets!.length, 3);
+  // Deployments are kept as others, and their pod templates are workloads.
+  assert.ok(model.workloads.some((w) => w.kind === 'Deployment' && w.labels.app === 'reviews' && w.labels.version === 'v3' && w.serviceAccount === 'bookinfo-reviews'));
+  assert.ok(model.others.some((o) => o.kind === 'ServiceAccount'));
+  // Every field has a position.
+  const vs = model.virtualServices[0];
+  assert.equal(vs.origin.file, join(SAMPLES, 'bookinfo/networking/virtual-service-all-v1.yaml'));
+  assert.ok(vs.positions['spec.http[0].route[0].destination.host'].line > vs.origin.line);
+});
+
+test('broken VirtualService and DestinationRule: every problem with file:line:col, resource and Istio field path', () => {
+  const file = join(TESTDATA, 'broken-schema.yaml');
+  const { model, diagnostics } = loadConfig([file]);
+  const got = diagnostics.map((d) => [`${d.line}:${d.column}`, `${d.kind} ${d.namespace}/${d.name}`, d.path, d.message]);
+  assert.deepEqual(got, [
+    ['12:9', 'VirtualService default/reviews', 'spec.http[0].match[0].uri.regex', 'invalid RE2 regular expression "/api/(?=v1)": regex "/api/(?=v1)": lookaround is not supported by RE2'],
+    ['13:7', 'VirtualService default/reviews', 'spec.http[0].match[0].ignoreUriCase', 'must be a boolean (true or false), found string "yes-please"'],
+    ['18:7', 'VirtualService default/reviews', 'spec.http[0].route[0].weight', 'weight must not be negative'],
+    ['19:7', 'VirtualService default/reviews', 'spec.http[0].route[1].destination.host', 'missing required field "host"'],
+    ['21:7', 'VirtualService default/reviews', 'spec.http[0].route[1].weigth', 'unknown field "weigth"'],
+    ['22:5', 'VirtualService default/reviews', 'spec.http[0].timeout', 'invalid duration "10 seconds" (expected a number with a unit such as "1.5s", "300ms", "1m")'],
+    ['33:7', 'DestinationRule prod/reviews', 'spec.trafficPolicy.loadBalancer.simple', 'must be one of UNSPECIFIED, LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST, found string "FASTEST"'],
+    ['35:5', 'DestinationRule prod/reviews', 'spec.subsets[0].name', 'subset name "V1" is invalid (a DNS-1123 label: lowercase letters, digits and "-")'],
+  ]);
+  assert.ok(diagnostics.every((d) => d.file === file && d.severity === 'error' && d.code === 'SLOOP_ERR_CONFIG_INVALID'));
+  // Resources with errors are left out of the model.
+  assert.equal(model.virtualServices.length, 0);
+  assert.equal(model.destinationRules.length, 0);
+});
+
+test('apiVersions v1, v1beta1 and v1alpha3 are accepted; others, unknown kinds and unknown top-level fields are not', () => {
+  const vs = (apiVersion: string, extra = '') => `apiVersion: ${apiVersion}\nkind: VirtualService\nmetadata: {name: a}\n${extra}spec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}}]}]\n`;
+  for (const v of ['v1', 'v1beta1', 'v1alpha3']) assert.deepEqual(validateText(vs(`networking.istio.io/${v}`)).diagnostics, [], v);
+  assert.match(validateText(vs('networking.istio.io/v2')).diagnostics[0].message, /unsupported apiVersion "networking.istio.io\/v2"/);
+  assert.match(validateText('apiVersion: networking.istio.io/v1\nkind: VirtualSevice\nmetadata: {name: a}\nspec: {}\n').diagnostics[0].message, /unknown kind "VirtualSevice"/);
+  const extra = validateText(vs('networking.istio.io/v1', 'specs: {}\n')).diagnostics;
+  assert.deepEqual(extra.map((d) => [d.path, d.message, d.line]), [['specs', 'unknown field "specs"', 4]]);
+});
+
+test('other Kubernetes kinds are kept without error; policy kinds are kept shallowly', () => {
+  const { model, diagnostics } = validateText([
+    'apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: c, namespace: x}\nspec: {whatever: 1}',
+    'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny}\nspec: {action: DENY}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{containerPort: 80, name: http}]}]}',
+  ].join('\n---\n'));
+  assert.deepEqual(diagnostics, []);
+  assert.deepEqual(model.others.map((o) => `${o.kind} ${o.namespace}/${o.name}`), ['Certificate x/c', 'Pod default/p']);
+  assert.deepEqual(model.policies.map((p) => [p.kind, p.spec]), [['AuthorizationPolicy', { action: 'DENY' }]]);
+  assert.deepEqual(model.workloads.map((w) => [w.kind, w.labels, w.containerPorts]), [['Pod', { app: 'a' }, [{ containerPort: 80, name: 'http' }]]]);
+});
+
+test('Istio rules: hosts, mesh wildcard, route actions, weights, fault, retries, ServiceEntry resolution, Gateway TLS', () => {
+  const messages = (text: string) => validateText(text).diagnostics.map((d) => `${d.path}: ${d.message}`);
+  const head = (kind: string) => `apiVersion: networking.istio.io/v1\nkind: ${kind}\nmetadata: {name: x}\n`;
+  assert.deepEqual(messages(head('VirtualService') + 'spec:\n  hosts: ["*", "Bad_Host"]\n  http:\n  - {}\n'), [
+    'spec.hosts[0]: wildcard host * is not allowed for virtual services bound to the mesh gateway',
+    'spec.hosts[1]: host "Bad_Host": "Bad_Host" is not a valid DNS label (lowercase letters, digits and "-", at most 63)',
+    'spec.http[0]: HTTP route, redirect, directResponse or delegate is required',
+  ]);
+  assert.deepEqual(messages(head('VirtualService') + 'spec:\n  hosts: ["*"]\n  http:\n  - route: [{destination: {host: a}}]\n'), [
+    'spec.hosts[0]: wildcard host * is not allowed for virtual services bound to the mesh gateway',
+  ]);
+  assert.deepEqual(messages(head('VirtualService') + [
+    'spec:', '  hosts: [a]', '  http:', '  - route: [{destination: {host: a}, weight: 0}, {destination: {host: b}}]',
+    '    redirect: {uri: /x, redirectCode: 200}',
+    '    retries: {attempts: 3, retryOn: "5xx,bogus,503", perTryTimeout: 0.5ms}',
+    '    fault: {abort: {httpStatus: 700, percentage: {value: 101}}}',
+  ].join('\n')), [
+    'spec.http[0].redirect.redirectCode: redirectCode must be a 3xx status',
+    'spec.http[0].retries.retryOn: "bogus" is not a valid retryOn policy or HTTP status code',
+    'spec.http[0].retries.perTryTimeout: duration "0.5ms" must be at least 1ms',
+    'spec.http[0].fault.abort.httpStatus: httpStatus must be in the range 200..599',
+    'spec.http[0].fault.abort.percentage.value: percentage must be in the range [0, 100]',
+  ]);
+  // Rules across a message's fields run once its fields are well-typed (zod skips them otherwise).
+  assert.deepEqual(messages(head('VirtualService') + [
+    'spec:', '  hosts: [a]', '  http:', '  - route: [{destination: {host: a}, weight: 0}, {destination: {host: b}}]',
+    '    redirect: {uri: /x}',
+    '    rewrite: {uri: /y}',
+    '    headers: {request: {set: {a: b}}}',
+  ].join('\n')), [
+    'spec.http[0]: only one of route, redirect, directResponse, delegate may be set, found route, redirect',
+    'spec.http[0].route: total destination weight is 0; at least one destination needs a weight',
+    'spec.http[0].rewrite: rewrite cannot be set with redirect',
+  ]);
+  const se = messages(head('ServiceEntry') + 'spec:\n  hosts: ["*.example.com"]\n  ports: [{number: 80, name: http, protocol: HTTPX}, {number: 80, name: http}]\n  resolution: DNS\n');
+  assert.deepEqual(se.sort(), [
+    'spec.hosts[0]: wildcard host "*.example.com" cannot be resolved with DNS when there are no endpoints',
+    'spec.ports[0].protocol: unrecognized protocol "HTTPX" (one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP, TLS, MYSQL, REDIS, UDP, HTTP_PROXY)',
+    'spec.ports[1].name: duplicate port name "http"',
+    'spec.ports[1].number: duplicate port number 80',
+  ]);
+  assert.deepEqual(messages(head('Gateway') + 'spec:\n  servers:\n  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: ["bookinfo/*.example.com", "a/b/c"]\n'), [
+    'spec.servers[0].tls: server must have TLS settings for HTTPS protocol',
+    'spec.servers[0].hosts[1]: host "a/b/c" must be "namespace/dnsName" or "dnsName"',
+  ]);
+  assert.deepEqual(messages(head('DestinationRule') + 'spec:\n  host: r\n  subsets: [{name: v1}, {name: v1}]\n  trafficPolicy: {tls: {mode: MUTUAL}}\n'), [
+    'spec.subsets[1].name: duplicate subset name "v1"',
+    'spec.trafficPolicy.tls.clientCertificate: client certificate required for mutual tls',
+    'spec.trafficPolicy.tls.privateKey: private key required for mutual tls',
+  ]);
+});
+
+test('a Kubernetes Service: unknown fields, multi-port names, protocol selection as Istio', () => {
+  const { diagnostics } = validateText('apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: [{port: 80}, {port: 81, name: b}]\n  selektor: {app: s}\n');
+  assert.deepEqual(diagnostics.map((d) => `${d.line}:${d.column} ${d.path}: ${d.message}`), [
+    '5:11 spec.ports[0].name: port name is required when a Service has more than one port',
+    '6:3 spec.selektor: unknown field "selektor"',
+  ]);
+  assert.equal(selectServicePortProtocol({ name: 'http-web' }), 'HTTP');
+  assert.equal(selectServicePortProtocol({ name: 'grpc-web-x' }), 'GRPC-Web');
+  assert.equal(selectServicePortProtocol({ name: 'grpc' }), 'GRPC');
+  assert.equal(selectServicePortProtocol({ name: 'HTTP2' }), 'HTTP2');
+  assert.equal(selectServicePortProtocol({ name: 'tcp-echo' }), 'TCP');
+  assert.equal(selectServicePortProtocol({ name: 'mongo' }), 'Mongo');
+  assert.equal(selectServicePortProtocol({ name: 'web' }), 'UnsupportedProtocol');
+  assert.equal(selectServicePortProtocol({ name: 'web', appProtocol: 'https' }), 'HTTPS');
+  assert.equal(selectServicePortProtocol({ name: 'http', appProtocol: 'kubernetes.io/h2c' }), 'HTTP2');
+  assert.equal(selectServicePortProtocol({ name: 'http', protocol: 'UDP' }), 'UDP');
+});
+
+test('durations use Go syntax as Istio accepts them', () => {
+  assert.equal(parseDurationNs('1.5s'), 1.5e9);
+  assert.equal(parseDurationNs('1h30m'), 5400e9);
+  assert.equal(parseDurationNs('300ms'), 300e6);
+  assert.equal(parseDurationNs('0'), 0);
+  assert.equal(parseDurationNs('10'), undefined);
+  assert.equal(parseDurationNs('-1s'), undefined);
+  const { model } = validateText('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}}], timeout: 1.5s}]\n');
+  assert.deepEqual(model.virtualServices[0].spec.http![0].timeout, { seconds: 1, nanos: 500_000_000 });
+});
+
+test('YAML syntax errors and duplicate resources are diagnostics with positions', () => {
+  const syntax = validateText('apiVersion: v1\nkind: Service\nmetadata: {name: s\n');
+  assert.equal(syntax.diagnostics[0].severity, 'error');
+  assert.match(syntax.diagnostics[0].message, /^YAML: /);
+  const dup = validateText('apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n');
+  assert.deepEqual(dup.diagnostics.map((d) => [d.line, d.path, d.message]), [[8, 'metadata.name', 'duplicate Service default/s: first defined at mem.yaml:1']]);
+});
+
+test('formatPath spells paths as Istio', () => {
+  assert.equal(formatPath(['spec', 'http', 0, 'route', 1, 'destination', 'host']), 'spec.http[0].route[1].destination.host');
+  assert.equal(formatPath(['metadata', 'labels', 'app.kubernetes.io/name']), 'metadata.labels["app.kubernetes.io/name"]');
+});
