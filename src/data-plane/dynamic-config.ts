@@ -161,6 +161,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
   async start(client: AdsClient): Promise<void> {
     this.client = client;
     client.subscribe(CLUSTER_TYPE, '*');
+    this.updateRdsInterest(); // route tables static listeners name
     client.start();
     await this.phase((r) => (this.onCds = r), () => this.cdsReceived, this.env.cdsInitialFetchMs, 'CDS');
     await this.clustersWarm(this.env.cdsInitialFetchMs);
@@ -323,6 +324,8 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     for (const w of this.warmingClusters.values()) if (w.rt.type === 'EDS') names.add(w.rt.edsServiceName);
     // Active clusters about to be removed are already out of the manager.
     this.client?.subscribe(ENDPOINT_TYPE, [...names]);
+    // The cache holds only assignments some cluster still names (bounded by the clusters the proxy has).
+    for (const n of this.endpoints.keys()) if (!names.has(n)) this.endpoints.delete(n);
   }
 
   // ---- EDS ---------------------------------------------------------------------------------------------
@@ -502,7 +505,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     this.updateListenerGauges();
     const deadline = Date.now() + this.env.drainMs;
     const check = (): void => {
-      if (rt.activeConnections === 0 || Date.now() >= deadline || this.closed) {
+      if (rt.activeConnections === 0 || Date.now() >= deadline) {
         rt.close();
         this.draining.delete(rt);
         this.updateListenerGauges();
@@ -637,7 +640,16 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     };
   }
 
-  /** Stops the client and closes what is warming or draining (the server closes active listeners). */
+  /** Closes listeners still draining after an LDS update (the end of the server's own drain). */
+  closeDraining(): void {
+    for (const d of this.draining) d.close();
+    this.draining.clear();
+  }
+
+  /**
+   * Stops taking updates (closes the client) and drops what is warming; draining listeners keep draining
+   * until {@link closeDraining}. The server closes active listeners.
+   */
   close(): void {
     this.closed = true;
     this.client?.close();
@@ -648,8 +660,6 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     this.warmingClusters.clear();
     for (const w of this.warmingListeners.values()) w.rt.close();
     this.warmingListeners.clear();
-    for (const d of this.draining) d.close();
-    this.draining.clear();
     this.onCds?.();
     this.onLds?.();
     this.wakeListenerWaiters();

@@ -225,6 +225,7 @@ export class ProxyServer {
         random: this.opts.random,
       });
       await this.dynamic.start(client);
+      if (this.stopping !== undefined) return; // SIGTERM while waiting for the first config
     }
     try {
       for (const l of staticListeners) {
@@ -313,6 +314,8 @@ export class ProxyServer {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       this.state = 'DRAINING';
+      // No LDS/CDS updates while draining: nothing new may start listening.
+      this.dynamic?.close();
       this.flushStats();
       this.log.info({ drainMs }, 'draining');
       for (const l of this.listeners) l.drain();
@@ -321,7 +324,7 @@ export class ProxyServer {
       while (Date.now() < deadline && (this.listeners.some((l) => l.activeConnections > 0) || [...draining].some((l) => l.activeConnections > 0))) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      this.dynamic?.close();
+      this.dynamic?.closeDraining();
       for (const l of this.listeners) l.close();
       this.clusters.close();
       if (this.flushTimer !== null) clearInterval(this.flushTimer);

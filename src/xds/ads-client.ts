@@ -323,8 +323,13 @@ export class AdsClient {
       seen.add(a.name);
     }
     if (problems.length === 0) {
-      const errs = this.opts.handler.onUpdate({ typeUrl, versionInfo, added, removed });
-      if (errs !== undefined && errs.length > 0) problems.push(...errs);
+      try {
+        const errs = this.opts.handler.onUpdate({ typeUrl, versionInfo, added, removed });
+        if (errs !== undefined && errs.length > 0) problems.push(...errs);
+      } catch (err) {
+        // A bug while applying must still answer the response, or the control plane waits forever.
+        problems.push(`internal error applying the update: ${(err as Error).message}`);
+      }
     }
     if (problems.length > 0) {
       this.log.warn({ typeUrl, version: versionInfo, nonce: st.nonce, problems }, 'xDS update rejected');

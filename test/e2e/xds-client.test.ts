@@ -1,0 +1,284 @@
+// `sloop proxy` configured over ADS (bootstrap dynamic_resources): the real proxy process against an in-process
+// fake ADS server (test/helpers/fake-ads.ts), with real upstreams. Envoy's xDS protocol and its dynamic
+// configuration behaviour are the spec: cluster warming (EDS), listener drain on update, RDS swaps, NACK with
+// error_detail keeping the last good config (RELIABILITY row 27), control plane loss (row 28), readiness before
+// the first config (row 29), and the delta protocol.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
+import { startProxy, staticCluster, http2ProtocolOptions, socketAddress, routerFilter, adminRequest, type Json, type ProxyHandle } from '../helpers/proxy.ts';
+import { httpRequest } from '../helpers/http-client.ts';
+import { freePorts } from '../helpers/ports.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { FakeAds, CDS, EDS, LDS, RDS } from '../helpers/fake-ads.ts';
+
+const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+
+function adsBootstrap(adminPort: number, adsPort: number, apiType: 'GRPC' | 'DELTA_GRPC' = 'GRPC'): Json {
+  return {
+    node: { id: 'sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local', cluster: 'reviews', metadata: { NAMESPACE: 'default' } },
+    admin: { address: socketAddress(adminPort) },
+    dynamic_resources: {
+      ads_config: {
+        api_type: apiType,
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: '0.4s' } } } }],
+      },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+    static_resources: { clusters: [staticCluster('xds-grpc', [['127.0.0.1', adsPort]], http2ProtocolOptions())] },
+  };
+}
+
+function edsCluster(name: string): { name: string; json: unknown } {
+  return { name, json: { name, type: 'EDS', connect_timeout: '1s', eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } } } };
+}
+
+function assignment(name: string, port: number): { name: string; json: unknown } {
+  return { name, json: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(port) } }] }] } };
+}
+
+/** A listener whose HCM takes its routes from RDS `routes`; `hcmExtra` changes it (a new listener version). */
+function rdsListener(port: number, hcmExtra: Json = {}): { name: string; json: unknown } {
+  return {
+    name: 'http',
+    json: {
+      name: 'http',
+      address: socketAddress(port),
+      filter_chains: [{
+        filters: [{
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: { '@type': HCM, stat_prefix: 'inbound', rds: { route_config_name: 'routes', config_source: { ads: {}, resource_api_version: 'V3' } }, http_filters: [routerFilter()], ...hcmExtra },
+        }],
+      }],
+    },
+  };
+}
+
+function routes(cluster: string, extraRoute: Json = {}): { name: string; json: unknown } {
+  return { name: 'routes', json: { name: 'routes', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster, timeout: '10s' }, ...extraRoute }] }] } };
+}
+
+async function upstreamOf(port: number, path = '/'): Promise<string> {
+  const r = await httpRequest(port, path);
+  return r.status === 200 ? String(r.headers['x-upstream']) : `status:${r.status}`;
+}
+
+describe('xDS client (sloop proxy with dynamic_resources)', () => {
+  let a: HttpUpstream;
+  let b: HttpUpstream;
+  let c: HttpUpstream;
+  before(async () => {
+    [a, b, c] = await Promise.all([startHttpUpstream({ name: 'a' }), startHttpUpstream({ name: 'b' }), startHttpUpstream({ name: 'c' })]);
+  });
+  after(async () => {
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  /** A fake control plane holding a full config: clusters svc-a → a and svc-b → b, listener on `port`, routes → `cluster`. */
+  function serveAll(ads: FakeAds, port: number, version: string, cluster = 'svc-a'): void {
+    ads.set(CDS, version, [edsCluster('svc-a'), edsCluster('svc-b')]);
+    ads.set(EDS, version, [assignment('svc-a', a.port), assignment('svc-b', b.port)]);
+    ads.set(LDS, version, [rdsListener(port)]);
+    ads.set(RDS, version, [routes(cluster)]);
+  }
+
+  it('is not ready (503, INITIALIZING) until the first CDS and LDS are applied (row 29)', async (t) => {
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    t.after(() => ads.stop());
+    const [adminPort, port] = await freePorts(2);
+    ads.responding = false;
+    serveAll(ads, port, 'v1');
+    const starting = startProxy(adsBootstrap(adminPort, adsPort), { t });
+    const first = await ads.requests.waitFor((r) => r.typeUrl === CDS, 10_000);
+    assert.equal(first.node?.id, 'sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local');
+    const ready = await waitUntil(async () => (await adminRequest(adminPort, '/ready')).status, { what: 'admin up' });
+    assert.equal(ready, 503);
+    const info = JSON.parse((await adminRequest(adminPort, '/server_info')).text) as { state: string };
+    assert.equal(info.state, 'INITIALIZING');
+    ads.responding = true;
+    serveAll(ads, port, 'v1');
+    const proxy = await starting;
+    assert.equal((await proxy.admin('/ready')).status, 200);
+    assert.equal(await upstreamOf(port), 'a');
+  });
+
+  it('with the control plane down, becomes ready when initial_fetch_timeout passes (row 29)', async (t) => {
+    const [adminPort, deadPort] = await freePorts(2);
+    const boot = adsBootstrap(adminPort, deadPort);
+    const dr = boot.dynamic_resources as Json;
+    dr.cds_config = { ads: {}, resource_api_version: 'V3', initial_fetch_timeout: '0.3s' };
+    dr.lds_config = { ads: {}, resource_api_version: 'V3', initial_fetch_timeout: '0.3s' };
+    const started = performance.now();
+    const proxy = await startProxy(boot, { t });
+    assert.ok(performance.now() - started >= 600, 'waited for both initial_fetch_timeouts');
+    assert.equal((await proxy.stats())['control_plane.connected_state'], 0);
+  });
+
+  it('refuses dynamic_resources it cannot use, naming the field', async (t) => {
+    const [adminPort] = await freePorts(1);
+    const boot = adsBootstrap(adminPort, 1);
+    ((boot.dynamic_resources as Json).ads_config as Json).grpc_services = [{ envoy_grpc: { cluster_name: 'not-static' } }];
+    const proxy = await startProxy(boot, { t, expectFail: true });
+    assert.equal(proxy.exit?.code, 1);
+    assert.match(proxy.stderr(), /dynamic_resources\.ads_config\.grpc_services\[0\]\.envoy_grpc\.cluster_name.*not a static cluster/);
+  });
+
+  it('SotW: serves LDS/RDS/CDS/EDS config, follows route and endpoint changes, NACKs bad pushes and keeps serving', async (t) => {
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    t.after(() => ads.stop());
+    const [adminPort, port] = await freePorts(2);
+    serveAll(ads, port, 'v1');
+    const proxy = await startProxy(adsBootstrap(adminPort, adsPort), { t });
+    assert.equal(await upstreamOf(port), 'a');
+    for (const type of [CDS, EDS, LDS, RDS]) assert.equal((await ads.answerTo(type, 'v1')).errorDetail, null, `${type} v1 ACKed`);
+
+    // /config_dump shows what came over xDS, with versions.
+    const dump = JSON.parse((await proxy.admin('/config_dump?include_eds')).text) as { configs: Json[] };
+    const byType = (suffix: string) => dump.configs.find((x) => String(x['@type']).endsWith(suffix)) as Json;
+    const clusters = byType('ClustersConfigDump').dynamic_active_clusters as Json[];
+    assert.deepEqual(clusters.map((x) => [(x.cluster as Json).name, x.version_info]).sort(), [['svc-a', 'v1'], ['svc-b', 'v1']]);
+    assert.ok(clusters[0].last_updated, 'last_updated is set');
+    const listeners = byType('ListenersConfigDump').dynamic_listeners as Json[];
+    assert.equal(listeners[0].name, 'http');
+    assert.equal((listeners[0].active_state as Json).version_info, 'v1');
+    assert.equal(((byType('RoutesConfigDump').dynamic_route_configs as Json[])[0].route_config as Json).name, 'routes');
+    assert.equal((byType('EndpointsConfigDump').dynamic_endpoint_configs as Json[]).length, 2);
+
+    // RDS: a route change shifts traffic for the next request.
+    ads.set(RDS, 'v2', [routes('svc-b')]);
+    assert.equal((await ads.answerTo(RDS, 'v2')).errorDetail, null);
+    await waitUntil(async () => (await upstreamOf(port)) === 'b', { what: 'traffic on b' });
+
+    // EDS: svc-b's endpoint moves to upstream c.
+    ads.set(EDS, 'v2', [assignment('svc-a', a.port), assignment('svc-b', c.port)]);
+    await waitUntil(async () => (await upstreamOf(port)) === 'c', { what: 'traffic on c' });
+
+    // Row 27: a bad regex is NACKed with error_detail; traffic is unchanged.
+    ads.set(RDS, 'v3', [routes('svc-a', { match: { safe_regex: { regex: '(unclosed' } } })]);
+    const nack = await ads.answerTo(RDS, 'v3');
+    assert.ok(nack.errorDetail, 'bad regex NACKed');
+    assert.equal(nack.versionInfo, 'v2');
+    assert.match(nack.errorDetail.message, /RouteConfiguration "routes".*safe_regex/);
+    assert.equal(await upstreamOf(port), 'c');
+    const stats = await proxy.stats();
+    assert.ok(stats['http.inbound.rds.routes.update_rejected'] >= 1);
+    assert.ok(stats['http.inbound.rds.routes.update_success'] >= 2);
+    // ... and the next valid version is ACKed and applied.
+    ads.set(RDS, 'v4', [routes('svc-a')]);
+    assert.equal((await ads.answerTo(RDS, 'v4')).errorDetail, null);
+    await waitUntil(async () => (await upstreamOf(port)) === 'a', { what: 'traffic back on a' });
+
+    // Row 27: a duplicate listener address is NACKed.
+    ads.set(LDS, 'v5', [rdsListener(port), { name: 'http-dup', json: { ...(rdsListener(port).json as Json), name: 'http-dup' } }]);
+    const dup = await ads.answerTo(LDS, 'v5');
+    assert.match(dup.errorDetail?.message ?? '', /duplicate address/);
+    // Row 27: a dangling cluster reference (inline route_config, where validate_clusters defaults to true).
+    const dangling = { ...(rdsListener(port).json as Json) };
+    const chain = (dangling.filter_chains as Json[])[0];
+    const hcm: Json = { ...((chain.filters as Json[])[0].typed_config as Json), route_config: routes('no-such-cluster').json };
+    delete hcm.rds;
+    dangling.filter_chains = [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }];
+    ads.set(LDS, 'v6', [{ name: 'http', json: dangling }]);
+    const dang = await ads.answerTo(LDS, 'v6');
+    assert.match(dang.errorDetail?.message ?? '', /unknown cluster "no-such-cluster"/);
+    assert.equal(await upstreamOf(port), 'a');
+    const s2 = await proxy.stats();
+    assert.ok(s2['listener_manager.lds.update_rejected'] >= 2);
+    assert.equal(s2['control_plane.connected_state'], 1);
+    // A bad CDS push (unknown lb_policy for the type) keeps the clusters.
+    ads.set(CDS, 'v7', [edsCluster('svc-a'), { name: 'svc-b', json: { ...(edsCluster('svc-b').json as Json), lb_policy: 'CLUSTER_PROVIDED' } }]);
+    assert.ok((await ads.answerTo(CDS, 'v7')).errorDetail);
+    assert.ok((await proxy.stats())['cluster_manager.cds.update_rejected'] >= 1);
+    assert.equal(await upstreamOf(port), 'a');
+
+    // A new EDS cluster warms until its first ClusterLoadAssignment: not routable, shown as warming.
+    ads.set(CDS, 'v8', [edsCluster('svc-a'), edsCluster('svc-b'), edsCluster('svc-c')]);
+    assert.equal((await ads.answerTo(CDS, 'v8')).errorDetail, null);
+    assert.equal((await proxy.stats())['cluster_manager.warming_clusters'], 1);
+    const warming = JSON.parse((await proxy.admin('/config_dump?resource=dynamic_warming_clusters')).text) as { configs: Json[] };
+    assert.deepEqual(warming.configs.map((x) => (x.cluster as Json).name), ['svc-c']);
+    ads.set(RDS, 'v9', [routes('svc-c')]);
+    assert.equal((await ads.answerTo(RDS, 'v9')).errorDetail, null);
+    assert.equal(await upstreamOf(port), 'status:503', 'a route to a warming cluster finds no cluster yet');
+    ads.set(EDS, 'v9', [assignment('svc-a', a.port), assignment('svc-b', c.port), assignment('svc-c', c.port)]);
+    await waitUntil(async () => (await upstreamOf(port)) === 'c', { what: 'svc-c warm and serving' });
+    assert.equal((await proxy.stats())['cluster_manager.warming_clusters'], 0);
+  });
+
+  it('a replaced listener takes new connections while the old one finishes its in-flight request', async (t) => {
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    t.after(() => ads.stop());
+    const [adminPort, port] = await freePorts(2);
+    serveAll(ads, port, 'v1');
+    const proxy = await startProxy(adsBootstrap(adminPort, adsPort), { t });
+    const slow = httpRequest(port, '/slow/delay/1500');
+    await a.recorder.waitFor((r) => r.url.includes('/slow/'));
+    ads.set(LDS, 'v2', [rdsListener(port, { server_name: 'listener-v2' })]);
+    assert.equal((await ads.answerTo(LDS, 'v2')).errorDetail, null);
+    await waitUntil(async () => (await httpRequest(port, '/')).headers.server === 'listener-v2', { what: 'the new listener serving' });
+    const res = await slow;
+    assert.equal(res.status, 200, 'the in-flight request on the old listener finished');
+    assert.equal(res.headers.server, 'envoy');
+    const stats = await proxy.stats();
+    assert.equal(stats['listener_manager.listener_modified'], 1);
+    // A changed cluster replaces the old one the same way (in-flight requests finish on the old one).
+    const slow2 = httpRequest(port, '/slow2/delay/1000');
+    await a.recorder.waitFor((r) => r.url.includes('/slow2/'));
+    ads.set(CDS, 'v3', [{ name: 'svc-a', json: { ...(edsCluster('svc-a').json as Json), connect_timeout: '2s' } }, edsCluster('svc-b')]);
+    assert.equal((await ads.answerTo(CDS, 'v3')).errorDetail, null);
+    await waitUntil(async () => (await proxy.stats())['cluster_manager.cluster_modified'] >= 1, { what: 'cluster svc-a replaced' });
+    assert.equal((await slow2).status, 200);
+    assert.equal(await upstreamOf(port), 'a', 'the replaced EDS cluster warmed from the cached assignment');
+  });
+
+  it('keeps serving when the control plane goes away, reconnects, and applies new config (row 28)', async (t) => {
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    const [adminPort, port] = await freePorts(2);
+    serveAll(ads, port, 'v1');
+    const proxy = await startProxy(adsBootstrap(adminPort, adsPort), { t });
+    assert.equal(await upstreamOf(port), 'a');
+    ads.stop();
+    await waitUntil(async () => (await proxy.stats())['control_plane.connected_state'] === 0, { what: 'disconnected' });
+    for (let i = 0; i < 20; i++) assert.equal(await upstreamOf(port), 'a', 'traffic continues on the last config');
+    const back = new FakeAds();
+    t.after(() => back.stop());
+    await back.start(adsPort);
+    serveAll(back, port, 'v2', 'svc-b');
+    const again = await back.requests.waitFor((r) => r.typeUrl === CDS, 10_000);
+    assert.equal(again.versionInfo, 'v1', 'SotW reconnect re-requests with the version it has');
+    await waitUntil(async () => (await upstreamOf(port)) === 'b', { what: 'new config after reconnect', timeoutMs: 10_000 });
+    assert.equal((await proxy.stats())['control_plane.connected_state'], 1);
+  });
+
+  it('delta (DeltaAggregatedResources): config, changes, removals and reconnect with initial_resource_versions', async (t) => {
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    const [adminPort, port] = await freePorts(2);
+    serveAll(ads, port, 'v1');
+    const proxy = await startProxy(adsBootstrap(adminPort, adsPort, 'DELTA_GRPC'), { t });
+    assert.equal(await upstreamOf(port), 'a');
+    assert.ok((await ads.requests.waitFor((r) => r.typeUrl === CDS)).delta);
+    ads.set(RDS, 'v2', [routes('svc-b')]);
+    await waitUntil(async () => (await upstreamOf(port)) === 'b', { what: 'traffic on b' });
+    // svc-a is removed (delta removed_resources); svc-b stays.
+    ads.set(CDS, 'v3', [edsCluster('svc-b')]);
+    await waitUntil(async () => !(await proxy.admin('/clusters')).text.includes('svc-a::'), { what: 'svc-a removed' });
+    assert.equal(await upstreamOf(port), 'b');
+    // NACK in delta carries error_detail too.
+    ads.set(RDS, 'v4', [routes('svc-b', { match: { safe_regex: { regex: '(' } } })]);
+    assert.ok((await ads.answerTo(RDS, 'v4')).errorDetail);
+    assert.equal(await upstreamOf(port), 'b');
+    ads.stop();
+    const back = new FakeAds();
+    t.after(() => back.stop());
+    await back.start(adsPort);
+    const first = await back.requests.waitFor((r) => r.typeUrl === CDS, 10_000);
+    assert.deepEqual(first.initialVersions, { 'svc-b': 'v1' });
+  });
+});
