@@ -1,6 +1,7 @@
 /** `sloop` — the one CLI. The only place that reads process.env or exits. */
 import { Command, Option } from 'commander';
 import { runAnalyze } from './analyze.ts';
+import { runControlPlane } from './controlplane.ts';
 import { runDemo } from './demo.ts';
 import { runProxy } from './proxy.ts';
 
@@ -35,6 +36,16 @@ program
   .addOption(new Option('-o, --output <format>', 'output format').choices(['log', 'json', 'yaml']).default('log'))
   .action((paths: string[], o: { output: 'log' | 'json' | 'yaml' }) => {
     process.exitCode = runAnalyze({ paths, output: o.output, write: (t) => process.stdout.write(t), writeInfo: (t) => process.stderr.write(t) });
+  });
+
+program
+  .command('controlplane')
+  .description('serve xDS (ADS, state of the world and delta) to every proxy from a folder of Istio YAML, watched')
+  .requiredOption('--config <dir>', 'folder of Istio and Kubernetes YAML/JSON (read recursively, watched)')
+  .option('--xds-address <host:port>', 'where the ADS gRPC server listens (istiod\'s plaintext xDS port)', '127.0.0.1:15010')
+  .addOption(new Option('-l, --log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('info'))
+  .action(async (o: { config: string; xdsAddress: string; logLevel: string }) => {
+    process.exitCode = await runControlPlane({ configDir: o.config, xdsAddress: o.xdsAddress, logLevel: o.logLevel });
   });
 
 await program.parseAsync();

@@ -29,6 +29,10 @@ export interface AdsServerOptions {
   log: Logger;
   /** Clock for the timestamps in {@link NackInfo}. Default `Date.now`. */
   now?: () => number;
+  /** A node id got its first open stream (the control plane adds the workload to its registry). */
+  onNodeConnected?: (node: NodeInfo) => void;
+  /** A node id's last open stream closed. */
+  onNodeDisconnected?: (nodeId: string) => void;
 }
 
 /** Counters of one type URL (or of all of them). */
@@ -115,10 +119,15 @@ export class AdsServer {
   #server: grpc.Server | undefined;
   #nextStreamId = 1;
 
+  readonly #onNodeConnected: AdsServerOptions['onNodeConnected'];
+  readonly #onNodeDisconnected: AdsServerOptions['onNodeDisconnected'];
+
   constructor(opts: AdsServerOptions) {
     this.#cache = opts.cache;
     this.#log = opts.log.child({ component: 'ads' });
     this.#now = opts.now ?? Date.now;
+    this.#onNodeConnected = opts.onNodeConnected;
+    this.#onNodeDisconnected = opts.onNodeDisconnected;
     this.#unsubscribe = this.#cache.subscribe((nodeId, snapshot) => {
       for (const stream of this.#byNode.get(nodeId) ?? []) stream.setSnapshot(snapshot);
     });
@@ -196,18 +205,22 @@ export class AdsServer {
         if (c === undefined) this.#totals.set(typeUrl, (c = { pushes: 0, acks: 0, nacks: 0 }));
         c[what]++;
       },
-      identified: (stream, nodeId) => {
+      identified: (stream, nodeId, info) => {
         let set = this.#byNode.get(nodeId);
         if (set === undefined) this.#byNode.set(nodeId, (set = new Set()));
         set.add(stream);
+        if (set.size === 1) this.#onNodeConnected?.(info);
       },
       closed: (stream) => {
         this.#streams.delete(stream);
         const nodeId = stream.nodeId;
         if (nodeId === undefined) return;
         const set = this.#byNode.get(nodeId);
-        set?.delete(stream);
-        if (set?.size === 0) this.#byNode.delete(nodeId);
+        if (set === undefined || !set.delete(stream)) return;
+        if (set.size === 0) {
+          this.#byNode.delete(nodeId);
+          this.#onNodeDisconnected?.(nodeId);
+        }
       },
     };
   }
@@ -224,7 +237,7 @@ interface StreamContext {
   log: Logger;
   now: () => number;
   count(typeUrl: string, what: keyof XdsCounters): void;
-  identified(stream: AdsStream, nodeId: string): void;
+  identified(stream: AdsStream, nodeId: string, info: NodeInfo): void;
   closed(stream: AdsStream): void;
 }
 
@@ -336,8 +349,8 @@ abstract class AdsStream {
       }
       this.nodeId = node.id;
       this.log = this.log.child({ nodeId: node.id });
-      this.ctx.identified(this, node.id);
       const info = nodeInfoOf(node);
+      this.ctx.identified(this, node.id, info);
       this.log.debug({ cluster: info.cluster, userAgent: info.userAgentName }, 'ADS node connected');
       this.apply(req);
       this.snapshot = this.ctx.cache.getSnapshot(node.id);

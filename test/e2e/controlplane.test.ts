@@ -1,0 +1,161 @@
+// The first working mesh: `sloop controlplane` watching a folder of Istio YAML, three `sloop proxy` sidecars
+// configured only over ADS (explicit mode: the client's sidecar is its HTTP proxy), two versions of a service
+// behind them. Traffic follows the VirtualService; editing it shifts traffic within seconds; an invalid edit is
+// rejected and the last good config keeps serving.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
+import { startProxy, staticCluster, http2ProtocolOptions, socketAddress, SLOOP_BIN, REPO_ROOT, type Json, type ProxyHandle } from '../helpers/proxy.ts';
+import { curl } from '../helpers/clients.ts';
+import { freePorts } from '../helpers/ports.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+const SERVICE = `apiVersion: v1
+kind: Service
+metadata: { name: hello, namespace: default }
+spec:
+  selector: { app: hello }
+  ports: [{ name: http, port: 80, targetPort: http }]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: hello, namespace: default }
+spec:
+  host: hello
+  subsets:
+  - { name: v1, labels: { version: v1 } }
+  - { name: v2, labels: { version: v2 } }
+`;
+
+const virtualService = (v1: number, v2: number): string => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: hello, namespace: default }
+spec:
+  hosts: [hello]
+  http:
+  - match: [{ headers: { x-version: { exact: v2 } } }]
+    route: [{ destination: { host: hello, subset: v2 } }]
+  - route:
+    - { destination: { host: hello, subset: v1 }, weight: ${v1} }
+    - { destination: { host: hello, subset: v2 }, weight: ${v2} }
+`;
+
+interface Sidecar {
+  name: string;
+  labels: Record<string, string>;
+  appPort?: number;
+  inboundPort?: number;
+  outboundPort: number;
+}
+
+function sidecarBootstrap(s: Sidecar, adminPort: number, xdsPort: number): Json {
+  const metadata: Json = {
+    NAME: s.name,
+    NAMESPACE: 'default',
+    LABELS: s.labels,
+    INSTANCE_IPS: '127.0.0.1',
+    INTERCEPTION_MODE: 'NONE',
+    SLOOP_OUTBOUND_PORT: String(s.outboundPort),
+  };
+  if (s.appPort !== undefined) {
+    metadata.POD_PORTS = JSON.stringify([{ name: 'http', containerPort: s.appPort, protocol: 'TCP' }]);
+    metadata.SLOOP_ENDPOINT_PORTS = { [String(s.appPort)]: s.inboundPort };
+  }
+  return {
+    node: { id: `sidecar~127.0.0.1~${s.name}.default~default.svc.cluster.local`, cluster: s.name, metadata },
+    admin: { address: socketAddress(adminPort) },
+    dynamic_resources: {
+      ads_config: {
+        api_type: 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: '0.5s' } } } }],
+      },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+    static_resources: { clusters: [staticCluster('xds-grpc', [['127.0.0.1', xdsPort]], http2ProtocolOptions())] },
+  };
+}
+
+describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {
+  let dir: string;
+  let cp: ChildProcess;
+  let cpOut = '';
+  let v1: HttpUpstream;
+  let v2: HttpUpstream;
+  const sidecars: ProxyHandle[] = [];
+  let outbound: number;
+
+  /** Requests through the client's sidecar as its HTTP proxy, counting which version answered. */
+  const tally = async (n: number, headers: string[] = []): Promise<Record<string, number>> => {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < n; i++) {
+      const r = await curl(['-s', '-x', `http://127.0.0.1:${outbound}`, ...headers.flatMap((h) => ['-H', h]), `http://hello/t${i}`]);
+      assert.equal(r.status, 200, `${r.status} ${r.text}`);
+      const who = String(r.headers['x-upstream']);
+      counts[who] = (counts[who] ?? 0) + 1;
+    }
+    return counts;
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sloop-cp-'));
+    await writeFile(join(dir, 'hello.yaml'), SERVICE);
+    await writeFile(join(dir, 'hello-vs.yaml'), virtualService(100, 0));
+    v1 = await startHttpUpstream({ name: 'v1' });
+    v2 = await startHttpUpstream({ name: 'v2' });
+    const [xdsPort, out, in1, in2, a0, a1, a2] = await freePorts(7);
+    outbound = out;
+    cp = spawn(SLOOP_BIN, ['controlplane', '--config', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '-l', 'debug'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    cp.stdout?.on('data', (d: Buffer) => (cpOut += d.toString()));
+    cp.stderr?.on('data', (d: Buffer) => (cpOut += d.toString()));
+    await waitUntil(() => (cpOut.includes('control plane ready') ? true : undefined), { what: 'the control plane to listen', timeoutMs: 15_000 });
+    const specs: Sidecar[] = [
+      { name: 'client', labels: { app: 'client' }, outboundPort: out },
+      { name: 'hello-v1', labels: { app: 'hello', version: 'v1' }, appPort: v1.port, inboundPort: in1, outboundPort: out + 0 },
+      { name: 'hello-v2', labels: { app: 'hello', version: 'v2' }, appPort: v2.port, inboundPort: in2, outboundPort: out + 0 },
+    ];
+    const admins = [a0, a1, a2];
+    // Only the client's outbound port is used; the services' sidecars get ports of their own so nothing collides.
+    const [o1, o2] = await freePorts(2);
+    specs[1].outboundPort = o1;
+    specs[2].outboundPort = o2;
+    for (let i = 0; i < specs.length; i++) sidecars.push(await startProxy(sidecarBootstrap(specs[i], admins[i], xdsPort)));
+  });
+
+  after(async () => {
+    for (const s of sidecars) await s.stop();
+    cp?.kill('SIGTERM');
+    await v1?.close();
+    await v2?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('routes the client\'s calls through the service sidecars, as the VirtualService says', async () => {
+    await waitUntil(async () => {
+      const r = await curl(['-s', '-x', `http://127.0.0.1:${outbound}`, 'http://hello/ready']);
+      return r.status === 200 ? r : undefined;
+    }, { what: `hello reachable through the mesh; control plane log:\n${cpOut.slice(-2000)}`, timeoutMs: 20_000 });
+    assert.deepEqual(await tally(6), { v1: 6 });
+    assert.deepEqual(await tally(3, ['x-version: v2']), { v2: 3 });
+    // The app saw the request through its own sidecar (x-forwarded-proto and a request id added on the way).
+    const seen = v1.requests.at(-1)!;
+    assert.match(seen.headerMap['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+  });
+
+  it('an edited VirtualService shifts traffic; an invalid edit is rejected and the last good config keeps serving', async () => {
+    await writeFile(join(dir, 'hello-vs.yaml'), virtualService(0, 100));
+    await waitUntil(async () => {
+      const c = await tally(3);
+      return c.v2 === 3 ? c : undefined;
+    }, { what: 'all traffic on v2 after the edit', timeoutMs: 15_000 });
+    await writeFile(join(dir, 'hello-vs.yaml'), virtualService(0, 100).replace('weight: 100', 'weight: lots'));
+    await waitUntil(() => (/config change rejected/.test(cpOut) ? true : undefined), { what: 'the control plane to reject the edit' });
+    assert.match(cpOut, /hello-vs\.yaml:\d+:\d+/);
+    assert.deepEqual(await tally(3), { v2: 3 });
+  });
+});
