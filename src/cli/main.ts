@@ -4,6 +4,7 @@ import { runAnalyze } from './analyze.ts';
 import { runControlPlane } from './controlplane.ts';
 import { runDemo } from './demo.ts';
 import { runProxy } from './proxy.ts';
+import { runUp } from './up.ts';
 
 const program = new Command('sloop')
   .description('Sloop: a service mesh with Istio\'s API, Envoy\'s xDS v3 protocol and a TypeScript sidecar proxy')
@@ -46,6 +47,20 @@ program
   .addOption(new Option('-l, --log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('info'))
   .action(async (o: { config: string; xdsAddress: string; logLevel: string }) => {
     process.exitCode = await runControlPlane({ configDir: o.config, xdsAddress: o.xdsAddress, logLevel: o.logLevel });
+  });
+
+program
+  .command('up')
+  .description('run a whole mesh locally: control plane, demo apps (HTTP and gRPC) with a sidecar each, and the Istio config folder they follow')
+  .option('--dir <dir>', 'Istio config folder (written on first run, reused after; watched)', 'sloop-mesh')
+  .option('--port <port>', 'the frontend\'s entry on localhost (its sidecar\'s inbound port)', '8080')
+  .option('--xds-address <host:port>', 'where the control plane serves xDS', '127.0.0.1:15010')
+  .addOption(new Option('--mode <mode>', 'how traffic reaches the sidecars: explicit = HTTP_PROXY, no root (transparent: not yet)').choices(['explicit']).default('explicit'))
+  .addOption(new Option('-l, --log-level <level>', 'control plane and sidecar log level (logs go to files)').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('info'))
+  .option('--drain-time-s <seconds>', 'on Ctrl-C, how long sidecars let in-flight requests finish', '1')
+  .option('--ready-timeout-s <seconds>', 'give up if the mesh is not answering after this long', '60')
+  .action(async (o: { dir: string; port: string; xdsAddress: string; mode: 'explicit'; logLevel: string; drainTimeS: string; readyTimeoutS: string }) => {
+    process.exitCode = await runUp({ dir: o.dir, port: Number(o.port), xdsAddress: o.xdsAddress, mode: o.mode, logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS), readyTimeoutS: Number(o.readyTimeoutS) });
   });
 
 await program.parseAsync();
