@@ -464,7 +464,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     if (this.warmingListeners.get(b.rt.name) !== b || this.closed) return;
     const old = this.activeListeners.get(b.rt.name);
     try {
-      if (old !== undefined && sameAddress(old.rt.config, b.rt.config) && old.rt.port !== 0) {
+      if (old !== undefined && sameAddress(old.rt.config, b.rt.config) && old.rt.port !== 0 && old.rt.bindsToPort && b.rt.bindsToPort) {
         b.rt.adoptSocketOf(old.rt);
         this.drainListener(old.rt, false);
       } else {

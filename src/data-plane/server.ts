@@ -14,7 +14,7 @@ import { StatsStore } from './stats/store.ts';
 import { serverStats, type ServerStats } from './stats/envoy-stats.ts';
 import { durationMs } from './duration.ts';
 import { ClusterManager } from './upstream/cluster-manager.ts';
-import { ListenerRuntime, listenerAddress } from './listener/listener.ts';
+import { findListenerByAddress, ListenerRuntime, listenerAddress } from './listener/listener.ts';
 import type { NetworkFilter } from './listener/network-filter.ts';
 import { TcpProxyFilter } from './tcp/tcp-proxy.ts';
 import { HttpConnectionManagerFilter } from './http/hcm.ts';
@@ -89,7 +89,7 @@ export class ProxyServer {
         store: this.stats,
         log: this.log,
         buildListener: (l, onRouteTable) =>
-          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath)),
+          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath), this.findListener),
         staticClusterNames: new Set((bootstrap.static_resources?.clusters ?? []).map((c) => c.name)),
         staticListenerNames: new Set((bootstrap.static_resources?.listeners ?? []).map((l) => l.name)),
         drainMs: opts.drainTimeMs,
@@ -121,7 +121,7 @@ export class ProxyServer {
         addresses.set(key, l.name);
       }
       try {
-        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath)));
+        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath), this.findListener));
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const d of err.diagnostics) diags.push(d.path.startsWith('static_resources') ? d : { ...d, path: `${path}.${d.path}` });
@@ -138,6 +138,9 @@ export class ProxyServer {
     this.serverStats.concurrency.set(1);
     this.serverStats.state.set(STATE_GAUGE.PRE_INITIALIZING);
   }
+
+  /** use_original_dst hand-off: the active listener (static or LDS) of an original destination. */
+  private readonly findListener = (address: string, port: number): ListenerRuntime | undefined => findListenerByAddress(this.listeners, address, port);
 
   /** Envoy's Utility::serverState: a LIVE server whose health checks were failed reports DRAINING. */
   private currentState(): ServerState {
@@ -265,8 +268,8 @@ export class ProxyServer {
               return {
                 address: h.address,
                 port: h.port,
-                // Envoy's healthFlagsToString: EDS health_status shows as failed_eds_health / degraded_eds_health.
-                health: h.health === 'unhealthy' ? '/failed_eds_health' : h.health === 'degraded' ? '/degraded_eds_health' : 'healthy',
+                // Envoy's healthFlagsToString: flags in its order (outlier ejection, then EDS health), else healthy.
+                health: ((h.outlierEjected === true ? '/failed_outlier_check' : '') + (h.health === 'unhealthy' ? '/failed_eds_health' : h.health === 'degraded' ? '/degraded_eds_health' : '')) || 'healthy',
                 weight: h.weight,
                 priority: h.priority,
                 region,

@@ -147,7 +147,8 @@ function outboundCluster(t: ClusterTarget, proxy: ProxyInfo, diagnostics: Diagno
       break;
   }
   if (proxy.type === 'sidecar') c.circuit_breakers = { thresholds: [defaultThresholds()] };
-  applyLoadBalancer(c, policy);
+  if (proxy.type === 'grpc') applyProxylessLoadBalancer(c, policy, t, diagnostics);
+  else applyLoadBalancer(c, policy);
   applyConnectionPool(c, policy, t.port, proxy);
   applyOutlierDetection(c, policy);
   if (!applyTls(c, policy, t, diagnostics)) return undefined;
@@ -186,6 +187,28 @@ function applyLoadBalancer(c: Cluster, p: EffectivePolicy): void {
     default:
       // UNSPECIFIED, LEAST_CONN, LEAST_REQUEST and no setting: Istio's default is LEAST_REQUEST.
       c.lb_policy = 'LEAST_REQUEST';
+  }
+}
+
+/**
+ * gRPC's xDS clients know only ROUND_ROBIN and RING_HASH (grpc-js-xds NACKs a Cluster with any other lb_policy,
+ * LEAST_REQUEST included), so proxyless clusters do what Istio's grpcgen applyLoadBalancing does: round robin,
+ * ring hash for consistentHash, and every other simple policy falls back to round robin with a warning.
+ */
+function applyProxylessLoadBalancer(c: Cluster, p: EffectivePolicy, t: ClusterTarget, diagnostics: Diagnostic[]): void {
+  c.lb_policy = 'ROUND_ROBIN';
+  const lb = p.loadBalancer;
+  const hash = lb?.consistentHash;
+  if (hash !== undefined) {
+    if (hash.maglev !== undefined) {
+      diagnostics.push(diag(t.dr!, 'spec.trafficPolicy.loadBalancer.consistentHash.maglev', `proxyless gRPC clients have no MAGLEV load balancer; ${t.name} uses RING_HASH for them`));
+    }
+    c.lb_policy = 'RING_HASH';
+    c.ring_hash_lb_config = { minimum_ring_size: { value: hash.ringHash?.minimumRingSize ?? hash.minimumRingSize ?? DEFAULT_RING_SIZE } };
+    return;
+  }
+  if (lb?.simple !== undefined && lb.simple !== 'ROUND_ROBIN' && lb.simple !== 'UNSPECIFIED') {
+    diagnostics.push(diag(t.dr!, 'spec.trafficPolicy.loadBalancer.simple', `proxyless gRPC clients support only ROUND_ROBIN and consistentHash; ${t.name} uses ROUND_ROBIN for them instead of ${lb.simple}`));
   }
 }
 

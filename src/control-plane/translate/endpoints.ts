@@ -16,7 +16,8 @@ export function buildEndpoints(push: PushContext, proxy: ProxyInfo, services: re
   for (const t of outboundTargets(push, proxy, services)) {
     if (t.service.resolution !== 'EDS') continue;
     // A PASSTHROUGH load balancer makes the cluster ORIGINAL_DST: it has no EDS.
-    if (effectivePolicy(t.dr, t.subset, t.port.port).loadBalancer?.simple === 'PASSTHROUGH') continue;
+    // Proxyless clusters stay EDS whatever the policy (clusters.ts applyProxylessLoadBalancer).
+    if (proxy.type !== 'grpc' && effectivePolicy(t.dr, t.subset, t.port.port).loadBalancer?.simple === 'PASSTHROUGH') continue;
     const byLocality = new Map<string, ReturnType<typeof targetEndpoints>>();
     for (const e of targetEndpoints(t)) {
       const list = byLocality.get(e.locality) ?? [];
@@ -30,7 +31,9 @@ export function buildEndpoints(push: PushContext, proxy: ProxyInfo, services: re
         const [region = '', zone = '', subZone = ''] = loc.split('/');
         const eps = byLocality.get(loc)!;
         return {
-          ...(loc !== '' ? { locality: { region, zone, sub_zone: subZone } } : {}),
+          // Always set, empty for no locality, as Istio's ConvertLocality: gRPC's xDS clients NACK a
+          // ClusterLoadAssignment with an unset locality ("endpoints[0].locality unset").
+          locality: loc !== '' ? { region, zone, sub_zone: subZone } : {},
           load_balancing_weight: { value: eps.reduce((s, e) => s + e.weight, 0) },
           lb_endpoints: eps.map((e) => ({
             endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },

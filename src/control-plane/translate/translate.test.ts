@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { formatDiagnostic } from '../../shared/errors.ts';
 import { createSnapshot } from '../../xds/snapshot.ts';
 import { buildProxyConfig } from './build.ts';
-import { CASES, TESTDATA, loadCase, resourcesJson } from './testdata/cases.ts';
+import { CASES, TESTDATA, loadCase, resourcesJson, toOutput } from './testdata/cases.ts';
 
 // Golden files: testdata/<case>.yaml → <case>.xds.json. Regenerate with SLOOP_UPDATE_GOLDEN=1 and review the diff.
 const UPDATE = process.env.SLOOP_UPDATE_GOLDEN === '1';
@@ -84,6 +84,33 @@ describe('buildProxyConfig', () => {
     assert.ok(resources.clusters.every((x) => x.type === 'EDS'));
     // Code-unit order: "|v1|" sorts before "||".
     assert.deepEqual(resources.clusters.map((x) => x.name), ['outbound|8080|v1|echo.default.svc.cluster.local', 'outbound|8080|v2|echo.default.svc.cluster.local', 'outbound|8080||echo.default.svc.cluster.local']);
+  });
+
+  it('issue #4: proxyless clusters use what grpc-js-xds accepts (ROUND_ROBIN / RING_HASH) and localities are always set', () => {
+    const c = loadCase('proxyless');
+    const client = c.golden[0];
+    const dr = c.push.model.destinationRules.find((d) => d.name === 'echo')!;
+    const withLb = (loadBalancer: object) => {
+      const changed = { ...dr, spec: { ...dr.spec, trafficPolicy: { loadBalancer } } } as typeof dr;
+      const model = { ...c.push.model, destinationRules: c.push.model.destinationRules.map((d) => (d === dr ? changed : d)) };
+      return buildProxyConfig(new (c.push.constructor as typeof import('./push-context.ts').PushContext)(model, c.push.registry), client);
+    };
+    // No policy: Istio's sidecar default LEAST_REQUEST would be NACKed ("unsupported lb_policy"); ROUND_ROBIN is the proto default.
+    const plain = buildProxyConfig(c.push, client);
+    assert.ok(plain.resources.clusters.every((x) => (x.lb_policy ?? 'ROUND_ROBIN') === 'ROUND_ROBIN'));
+    const leastRequest = withLb({ simple: 'LEAST_REQUEST' });
+    assert.ok(leastRequest.resources.clusters.every((x) => (x.lb_policy ?? 'ROUND_ROBIN') === 'ROUND_ROBIN'));
+    assert.ok(leastRequest.diagnostics.some((d) => d.severity === 'warning' && d.path === 'spec.trafficPolicy.loadBalancer.simple'));
+    const hashed = withLb({ consistentHash: { httpHeaderName: 'x-user' } });
+    assert.ok(hashed.resources.clusters.every((x) => x.lb_policy === 'RING_HASH'));
+    // PASSTHROUGH makes sidecar clusters ORIGINAL_DST; proxyless ones stay EDS with their ClusterLoadAssignments.
+    const passthrough = withLb({ simple: 'PASSTHROUGH' });
+    assert.ok(passthrough.resources.clusters.every((x) => x.type === 'EDS'));
+    createSnapshot(passthrough.resources);
+    // grpc-js-xds NACKs "endpoints[0].locality unset": every LocalityLbEndpoints carries one, empty when unknown.
+    const eps = toOutput<{ endpoints: { locality: object | null }[] }>('endpoints', plain.resources.endpoints.find((e) => e.cluster_name === 'outbound|8080|v1|echo.default.svc.cluster.local')!);
+    assert.equal(eps.endpoints.length, 1);
+    assert.notEqual(eps.endpoints[0].locality, null);
   });
 
   it('a bad resource is dropped with a diagnostic and the rest still builds', () => {

@@ -1,13 +1,14 @@
 /**
  * envoy.filters.network.http_connection_manager: owns the downstream HTTP codecs of a filter chain
  * (HTTP/1.1 of our own, HTTP/2 on nghttp2), the compiled route table, limits and timeouts, and runs
- * each request through the HTTP filters — today the router (router.ts), which must be last.
+ * each request through the HTTP filters: those of filters/registry.ts (fault, cors), then the router
+ * (router.ts), which must be last.
  */
 import type { Socket } from 'node:net';
 import type { HttpConnectionManager__Output } from '../../xds/gen/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
 import type { Router__Output } from '../../xds/gen/envoy/extensions/filters/http/router/v3/Router.ts';
 import { unpackAny } from '../../xds/any.ts';
-import { ConfigError, type Diagnostic } from '../../shared/errors.ts';
+import { ConfigError, SloopError, type Diagnostic } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { NetworkFilter } from '../listener/network-filter.ts';
 import type { ClusterManager } from '../upstream/cluster-manager.ts';
@@ -19,6 +20,8 @@ import type { DownstreamConnectionInfo, ServerStream } from './stream.ts';
 import { compileRouteConfig, type CompiledRouteConfig, type CompileRouteOptions } from './route/route-table.ts';
 import { ActiveRequest } from './router.ts';
 import type { H1ParseError } from './h1/parser.ts';
+import type { HttpFilter } from './filters/types.ts';
+import { createHttpFilterRegistry, type HttpFilterRegistry } from './filters/registry.ts';
 
 export const ROUTER_FILTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const H2_PREFACE_START = Buffer.from('PRI * HTTP/2.0');
@@ -52,6 +55,8 @@ export interface HcmEnv {
   isDraining: () => boolean;
   /** Route tables from RDS; absent when the proxy has no ADS (then `rds` is refused). */
   rds?: RdsProvider;
+  /** HTTP filters by type URL; default {@link createHttpFilterRegistry}. */
+  httpFilters?: HttpFilterRegistry;
 }
 
 /** Route tables delivered by RDS, shared by every connection manager that names them. */
@@ -93,6 +98,8 @@ export interface HcmConfig {
   h2InitialStreamWindowSize: number;
   stats: HcmStats;
   hostname: string;
+  /** HTTP filters before the router, in order; empty when none is configured (the router runs directly). */
+  httpFilters: readonly HttpFilter[];
 }
 
 function buildStats(store: StatsStore, prefix: string): HcmStats {
@@ -131,6 +138,8 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
   }
   let suppressEnvoyHeaders = false;
   const filters = cfg.http_filters;
+  const registry = env.httpFilters ?? createHttpFilterRegistry();
+  const httpFilters: HttpFilter[] = [];
   if (filters.length === 0) err('http_filters', 'the router filter (envoy.filters.http.router) must be the last HTTP filter');
   filters.forEach((f, i) => {
     const url = f.typed_config?.type_url ?? '';
@@ -139,6 +148,17 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
       if (i !== filters.length - 1) err(`http_filters[${i}]`, 'the router must be the last HTTP filter');
       const r = unpackAny<Router__Output>(f.typed_config!);
       suppressEnvoyHeaders = r.suppress_envoy_headers;
+      return;
+    }
+    const factory = registry.get(url);
+    if (factory !== undefined) {
+      try {
+        httpFilters.push(factory(f.name, f.typed_config!, { statPrefix: cfg.stat_prefix, store: env.store, log: env.log, random: env.random }));
+      } catch (e) {
+        if (e instanceof ConfigError) for (const d of e.diagnostics) diags.push({ ...d, path: `http_filters[${i}].typed_config.${d.path}` });
+        else if (e instanceof SloopError) err(`http_filters[${i}].typed_config`, e.message, e.code);
+        else throw e;
+      }
       return;
     }
     if (f.is_optional) return; // Envoy skips optional filters it doesn't know.
@@ -186,6 +206,7 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
     h2InitialStreamWindowSize: Math.min(cfg.http2_protocol_options?.initial_stream_window_size?.value ?? 1 << 20, 2147483647),
     stats: buildStats(env.store, cfg.stat_prefix),
     hostname: '',
+    httpFilters,
   };
   // RDS: requests read `routes` when they start, so an accepted update applies to the next request.
   if (rdsHolder !== undefined) {

@@ -38,16 +38,17 @@ function grpcMessageEncode(s: string): string {
 
 /**
  * Sends a local reply on `stream` if the response has not started; otherwise resets the stream.
- * `extraHeaders` are added to the reply (e.g. route response_headers_to_add, location).
+ * `extraHeaders` are added to the reply (e.g. route response_headers_to_add, location). `grpcStatus`
+ * replaces the status mapped from `status` in gRPC replies (the fault filter's gRPC aborts).
  */
-export function sendLocalReply(stream: ServerStream, status: number, body: string, extraHeaders: string[] | null, serverName: string): void {
+export function sendLocalReply(stream: ServerStream, status: number, body: string, extraHeaders: string[] | null, serverName: string, grpcStatus?: number): void {
   if (stream.responseStarted) {
     stream.reset();
     return;
   }
   const headers: string[] = [];
   if (isGrpcContentType(getHeader(stream.head.headers, 'content-type'))) {
-    headers.push('content-type', 'application/grpc', 'grpc-status', String(httpToGrpcStatus(status)));
+    headers.push('content-type', 'application/grpc', 'grpc-status', String(grpcStatus ?? httpToGrpcStatus(status)));
     if (body !== '') headers.push('grpc-message', grpcMessageEncode(body));
     if (serverName !== '') headers.push('server', serverName);
     if (extraHeaders !== null) headers.push(...extraHeaders);

@@ -26,6 +26,10 @@ import type { PoolCallbacks } from '../upstream/pool-types.ts';
 import type { UpstreamHost } from '../upstream/lb/types.ts';
 import { hashKeysToHash } from '../upstream/lb/xxhash64.ts';
 import { uuidV4 } from '../../shared/request-id.ts';
+import type { FilterEncoder, FilterRequest } from './filters/types.ts';
+import type { CompiledRoute, CompiledVirtualHost } from './route/route-table.ts';
+import { ShadowRequest, shadowAuthority } from './mirror.ts';
+import { shouldMirror, type CompiledMirrorPolicy } from './route/route-action.ts';
 
 /** Envoy's reset reason strings, as they appear in local reply bodies and access logs. */
 function resetReasonText(r: ResetReason): string {
@@ -84,7 +88,7 @@ function statusClassCounter<T>(status: number, c1: T, c2: T, c3: T, c4: T, c5: T
   return status < 200 ? c1 : status < 300 ? c2 : status < 400 ? c3 : status < 500 ? c4 : c5;
 }
 
-export class ActiveRequest implements PoolCallbacks {
+export class ActiveRequest implements PoolCallbacks, FilterRequest {
   private readonly hcm: HttpConnectionManagerFilter;
   private readonly cfg: HcmConfig;
   private readonly down: ServerStream;
@@ -127,9 +131,15 @@ export class ActiveRequest implements PoolCallbacks {
   private hashValue: bigint | undefined;
   /** Set-Cookie for a cookie the route's hash policy generated (cookie with ttl, absent on the request). */
   private setCookie: string | undefined;
-  private readonly isGrpc: boolean;
+  readonly isGrpc: boolean;
   private fmt: HeaderFormatContext | undefined;
   private upstreamSent = false;
+  /** HTTP filters: the request as matched (kept while a filter holds it), next filter, response hooks. */
+  private routeReq: RouteRequest | undefined;
+  private filterIndex = 0;
+  private encoders: FilterEncoder[] | null = null;
+  /** Shadow requests (request_mirror_policies) still being fed the request body. */
+  private shadows: ShadowRequest[] | null = null;
 
   constructor(hcm: HttpConnectionManagerFilter, down: ServerStream) {
     this.hcm = hcm;
@@ -175,11 +185,69 @@ export class ActiveRequest implements PoolCallbacks {
       st.downstream_cx_upgrades_total.inc();
       st.downstream_cx_upgrades_active.inc();
     }
+    this.match = m;
+    // HTTP filters before the router (fault, cors); without any, nothing per request is spent here.
+    if (this.cfg.httpFilters.length !== 0) {
+      this.routeReq = req;
+      if (!this.runDecoderFilters()) return;
+    }
+    this.routeRequest(req, m);
+  }
+
+  // ---- HTTP filters (filters/types.ts FilterRequest) -------------------------------------
+
+  get head(): RequestHead {
+    return this.down.head;
+  }
+
+  get matchedRoute(): CompiledRoute | undefined {
+    return this.match?.route;
+  }
+
+  get matchedVirtualHost(): CompiledVirtualHost | undefined {
+    return this.match?.virtualHost;
+  }
+
+  /** Runs the filters from `filterIndex`; false when one stopped the chain (or answered). */
+  private runDecoderFilters(): boolean {
+    const fs = this.cfg.httpFilters;
+    while (this.filterIndex < fs.length) {
+      const f = fs[this.filterIndex++]!;
+      if (!f.decodeHeaders(this) || this.done) return false;
+    }
+    return true;
+  }
+
+  continueDecoding(): void {
+    if (this.done) return;
+    if (this.runDecoderFilters()) this.routeRequest(this.routeReq!, this.match);
+  }
+
+  sendLocalReply(status: number, body: string, grpcStatus?: number): void {
+    this.localReply(status, body, false, grpcStatus);
+  }
+
+  respondHeadersOnly(status: number, headers: string[]): void {
+    this.localReplyRaw(status, undefined, headers);
+  }
+
+  addEncoder(e: FilterEncoder): void {
+    (this.encoders ??= []).push(e);
+  }
+
+  private runEncoders(status: number, headers: string[]): void {
+    for (const e of this.encoders!) e.onResponseHeaders?.(status, headers);
+  }
+
+  // ---- router ----------------------------------------------------------------------------
+
+  private routeRequest(req: RouteRequest, m: RouteMatch | undefined): void {
+    const st = this.cfg.stats;
+    const head = this.down.head;
     if (m === undefined) {
       st.no_route.inc();
       return this.localReply(404, '');
     }
-    this.match = m;
     const route = m.route;
     if (route.kind === 'direct_response') {
       st.rq_direct_response.inc();
@@ -231,7 +299,30 @@ export class ActiveRequest implements PoolCallbacks {
     // route timeout, which saves a timer per request in the common case (GET, 15 s route, 5 min idle).
     const idleMs = action.idleTimeoutMs ?? this.cfg.streamIdleTimeoutMs;
     if (idleMs > 0 && !(this.globalTimer !== null && timeoutMs <= idleMs)) this.armIdle(idleMs);
+    if (action.mirrorPolicies.length !== 0 && head.upgrade === '') this.startShadows(action.mirrorPolicies, action.timeoutMs);
     this.startAttempt();
+  }
+
+  /**
+   * request_mirror_policies: a shadow per policy that fires (its runtime_fraction against the request's random
+   * number), to the mirror cluster with `-shadow` on the host. Body bytes already received are copied now.
+   */
+  private startShadows(policies: readonly CompiledMirrorPolicy[], routeTimeoutMs: number): void {
+    const env = this.hcm.env;
+    const up = this.upHead!;
+    for (const p of policies) {
+      if (!shouldMirror(p, env.random())) continue;
+      let name = p.cluster;
+      if (p.clusterHeader !== '') name = getHeader(this.down.head.headers, p.clusterHeader) ?? '';
+      const cluster = name === '' ? undefined : env.clusters.get(name);
+      if (cluster === undefined) continue;
+      const head: RequestHead = { ...up, headers: up.headers.slice(), authority: p.disableShadowHostSuffixAppend ? up.authority : shadowAuthority(up.authority) };
+      const shadow = new ShadowRequest(cluster, head, this.bodyLimit);
+      if (!shadow.start(env.random, this.down.head.protocol === 'HTTP/2', routeTimeoutMs)) continue;
+      if (this.body !== null) for (const c of this.body) shadow.write(c);
+      if (this.requestComplete) shadow.end(this.trailers);
+      else (this.shadows ??= []).push(shadow);
+    }
   }
 
   private formatCtx(): HeaderFormatContext {
@@ -414,6 +505,7 @@ export class ActiveRequest implements PoolCallbacks {
   private onUpHeaders(stream: UpstreamStream, status: number, headers: string[], endStream: boolean): void {
     if (this.up !== stream || this.done) return;
     const cluster = this.cluster!;
+    if (cluster.outlier !== undefined) cluster.onHostResponse(this.host!, status);
     // Would this response be retried?
     if (this.retry !== undefined && this.shouldRetryResponse(status, headers)) {
       if (this.canRetry()) {
@@ -431,7 +523,7 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.attempt > 1) cluster.stats.upstream_rq_retry_success.inc();
     stripHopByHop(headers);
     if (!this.cfg.suppressEnvoyHeaders) headers.push('x-envoy-upstream-service-time', String(Math.round(this.hcm.env.now() - this.upstreamStartMs)));
-    this.decorateResponse(headers);
+    this.decorateResponse(headers, status);
     // Envoy's Filter::onUpstreamHeaders adds the cookies a hash policy generated (upstream responses only).
     if (this.setCookie !== undefined) headers.push('set-cookie', this.setCookie);
     this.down.respond(status, headers, endStream);
@@ -452,6 +544,7 @@ export class ActiveRequest implements PoolCallbacks {
     this.releaseHost();
     const cluster = this.cluster!;
     cluster.stats.upstream_rq_rx_reset.inc();
+    if (cluster.outlier !== undefined && !this.responseStarted) cluster.onHostLocalFailure(this.host!, 'reset');
     if (this.responseStarted) {
       // Mid-response: nothing to retry; the client sees the reset.
       this.cfg.stats.rq_reset_after_downstream_response_started.inc();
@@ -571,7 +664,7 @@ export class ActiveRequest implements PoolCallbacks {
     statusClassCounter(status, s.downstream_rq_1xx, s.downstream_rq_2xx, s.downstream_rq_3xx, s.downstream_rq_4xx, s.downstream_rq_5xx).inc();
   }
 
-  private decorateResponse(headers: string[]): void {
+  private decorateResponse(headers: string[], status: number): void {
     const sh = this.cfg.serverHeader;
     if (sh === 'OVERWRITE') setHeader(headers, 'server', this.cfg.serverName);
     else if (sh === 'APPEND_IF_ABSENT' && !hasHeader(headers, 'server')) headers.push('server', this.cfg.serverName);
@@ -585,6 +678,7 @@ export class ActiveRequest implements PoolCallbacks {
       const chain = responseHeaderChain(m.route, this.pick);
       if (chain.length > 0) applyHeaderMutations(headers, chain, this.formatCtx());
     }
+    if (this.encoders !== null) this.runEncoders(status, headers);
   }
 
   // ---- WebSocket / CONNECT tunnels -------------------------------------------------------
@@ -598,7 +692,7 @@ export class ActiveRequest implements PoolCallbacks {
     this.countUpstreamStatus(status);
     const upgradeValue = getHeader(headers, 'upgrade') ?? this.down.head.upgrade;
     stripHopByHop(headers);
-    this.decorateResponse(headers);
+    this.decorateResponse(headers, status);
     if (down.takeSocket === undefined) {
       // RFC 8441 on an h2 downstream (Envoy's transformUpgradeResponseFromH1toH2): the 101 becomes a 200 on
       // the stream, without upgrade/connection (stripped above), and the tunnel's bytes travel as DATA.
@@ -711,7 +805,7 @@ export class ActiveRequest implements PoolCallbacks {
       this.countUpstreamStatus(200);
       this.countDownstreamStatus(200);
       const h: string[] = [];
-      this.decorateResponse(h);
+      this.decorateResponse(h, 200);
       this.down.respond(200, h, false);
       if ((this.down as { takeSocket?: unknown }).takeSocket !== undefined) this.tunnelSocket(up, Buffer.alloc(0));
       else this.tunnelStream(up, Buffer.alloc(0));
@@ -729,6 +823,7 @@ export class ActiveRequest implements PoolCallbacks {
   private onDownData(chunk: Buffer): void {
     if (this.done) return;
     this.touch();
+    if (this.shadows !== null) for (const sh of this.shadows) sh.write(chunk);
     const up = this.up;
     if (up !== null && (!this.bufferForRetry || this.attempt > 0)) {
       if (this.bufferForRetry) this.keepBody(chunk);
@@ -761,6 +856,10 @@ export class ActiveRequest implements PoolCallbacks {
     this.requestComplete = true;
     this.trailers = trailers;
     this.clearRequestTimer();
+    if (this.shadows !== null) {
+      for (const sh of this.shadows) sh.end(trailers);
+      this.shadows = null;
+    }
     if (this.timeoutMs > 0 && this.globalTimer === null && this.cluster !== undefined) {
       this.armGlobalTimeout();
       if (this.idleTimer !== null && this.timeoutMs <= this.idleTimeoutMs) this.clearIdle();
@@ -800,6 +899,7 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.done) return;
     const cluster = this.cluster!;
     cluster.stats.upstream_rq_timeout.inc();
+    if (cluster.outlier !== undefined && this.host !== undefined && !this.responseStarted && this.hostCounted) cluster.onHostLocalFailure(this.host, 'timeout');
     if (this.up !== null) {
       this.up.reset();
       this.up = null;
@@ -828,6 +928,7 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.done || this.responseStarted) return;
     const cluster = this.cluster!;
     cluster.stats.upstream_rq_per_try_timeout.inc();
+    if (cluster.outlier !== undefined && this.host !== undefined && this.hostCounted) cluster.onHostLocalFailure(this.host, 'timeout');
     if (this.up !== null) {
       const up = this.up;
       this.up = null;
@@ -936,13 +1037,14 @@ export class ActiveRequest implements PoolCallbacks {
    * `overloaded`: the request was dropped by a circuit breaker; Envoy's router (onUpstreamAbort with
    * dropped = true) then adds `x-envoy-overloaded: true` unless suppress_envoy_headers is set.
    */
-  private localReply(status: number, body: string, overloaded = false): void {
+  private localReply(status: number, body: string, overloaded = false, grpcStatus?: number): void {
     if (this.done) return;
     this.countDownstreamStatus(status);
     const h: string[] = [];
     if (this.cfg.alwaysSetRequestIdInResponse && this.requestId !== '') h.push('x-request-id', this.requestId);
     if (overloaded && !this.cfg.suppressEnvoyHeaders) h.push('x-envoy-overloaded', 'true');
-    sendLocalReply(this.down, status, body, h, this.cfg.serverName);
+    if (this.encoders !== null) this.runEncoders(status, h);
+    sendLocalReply(this.down, status, body, h, this.cfg.serverName, grpcStatus);
     this.finish(true);
   }
 
@@ -950,6 +1052,7 @@ export class ActiveRequest implements PoolCallbacks {
     if (this.done) return;
     this.countDownstreamStatus(status);
     headers.push('server', this.cfg.serverName);
+    if (this.encoders !== null) this.runEncoders(status, headers);
     if (body === undefined || body.length === 0) {
       this.down.respond(status, headers, true);
     } else {
@@ -993,5 +1096,10 @@ export class ActiveRequest implements PoolCallbacks {
     st.downstream_rq_time.record(this.hcm.env.now() - this.startMs);
     if (this.cluster !== undefined && this.attempt > 0) this.cluster.stats.upstream_rq_completed.inc();
     this.body = null;
+    if (this.shadows !== null) {
+      for (const sh of this.shadows) sh.abandonIfIncomplete();
+      this.shadows = null;
+    }
+    if (this.encoders !== null) for (const e of this.encoders) e.onDone?.();
   }
 }

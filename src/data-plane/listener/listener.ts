@@ -22,6 +22,7 @@ import type { NetworkFilter } from './network-filter.ts';
 import type { DownstreamConnectionInfo } from '../http/stream.ts';
 import type { Counter, Gauge, StatsStore } from '../stats/store.ts';
 import { durationMs } from '../duration.ts';
+import { getOriginalDst, loadOriginalDstAddon, type OriginalDst } from './original-dst.ts';
 
 export const TLS_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
 export const HTTP_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector';
@@ -67,6 +68,25 @@ interface InspectorStats {
   http_not_found: Counter;
 }
 
+/**
+ * Finds the listener for a connection's original destination (Envoy's ConnectionHandlerImpl::
+ * getBalancedHandlerByAddress): the listener on exactly `address:port`, else the one on the wildcard address
+ * (0.0.0.0 or ::, by the address's family) with that port; draining listeners are skipped.
+ */
+export function findListenerByAddress(listeners: Iterable<ListenerRuntime>, address: string, port: number): ListenerRuntime | undefined {
+  let wildcard: ListenerRuntime | undefined;
+  const any = address.includes(':') ? '::' : '0.0.0.0';
+  for (const l of listeners) {
+    if (l.isDraining) continue;
+    const a = listenerAddress(l.config);
+    const p = l.port || a.port;
+    if (p !== port) continue;
+    if (a.host === address) return l;
+    if (a.host === any && wildcard === undefined) wildcard = l;
+  }
+  return wildcard;
+}
+
 /** Resolves a port-0 or named listener address to what net.listen takes. */
 export function listenerAddress(l: Listener__Output): { host: string; port: number } {
   const sa = l.address?.socket_address;
@@ -92,9 +112,19 @@ export class ListenerRuntime {
   private readonly sockets = new Set<net.Socket>();
   private boundPort = 0;
   private draining = false;
+  /** `bind_to_port` (default true): false listeners open no socket and only take hand-offs (use_original_dst). */
+  readonly bindsToPort: boolean;
+  /** The original_dst listener filter, explicit or implied by use_original_dst (as Envoy adds it). */
+  private readonly readsOriginalDst: boolean;
+  /** use_original_dst: the lookup that hands a redirected connection to the listener of its original destination. */
+  private readonly handOff: ((address: string, port: number) => ListenerRuntime | undefined) | undefined;
 
-  /** Validates and compiles everything; throws ConfigError (paths relative to the listener). */
-  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string) {
+  /**
+   * Validates and compiles everything; throws ConfigError (paths relative to the listener).
+   * `findListener` finds the listener of an original destination among the proxy's listeners; it is needed
+   * for `use_original_dst` (without it, redirected connections stay on this listener).
+   */
+  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string, findListener?: (address: string, port: number) => ListenerRuntime | undefined) {
     this.name = config.name;
     this.config = config;
     this.log = log.child({ listener: config.name });
@@ -103,16 +133,30 @@ export class ListenerRuntime {
     this.selector = compileFilterChains(config);
     let tlsInsp = false;
     let httpInsp = false;
+    let originalDstPath: string | undefined;
     config.listener_filters.forEach((f, i) => {
       const url = f.typed_config?.type_url ?? '';
       if (url === TLS_INSPECTOR) tlsInsp = true;
       else if (url === HTTP_INSPECTOR) httpInsp = true;
-      else if (url === ORIGINAL_DST) {
-        // Original destination is read per connection where available (see docs/architecture.md).
-      } else {
+      else if (url === ORIGINAL_DST) originalDstPath ??= `listener_filters[${i}]`;
+      else {
         diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `listener_filters[${i}].typed_config`, message: `unsupported listener filter ${JSON.stringify(url || f.name)}` });
       }
     });
+    this.bindsToPort = config.bind_to_port?.value ?? true;
+    const useOriginalDst = config.use_original_dst?.value ?? false;
+    // Envoy's ListenerImpl::buildOriginalDstListenerFilter: use_original_dst adds the original_dst filter.
+    if (useOriginalDst) originalDstPath ??= 'use_original_dst';
+    this.readsOriginalDst = originalDstPath !== undefined;
+    this.handOff = useOriginalDst ? findListener : undefined;
+    if (originalDstPath !== undefined) {
+      try {
+        loadOriginalDstAddon();
+      } catch (err) {
+        if (!(err instanceof SloopError)) throw err;
+        diags.push({ severity: 'error', code: err.code, path: originalDstPath, message: err.message });
+      }
+    }
     // Envoy adds the TLS inspector on its own when a chain needs SNI/ALPN/transport_protocol.
     this.useTlsInspector = tlsInsp || this.selector.needsTlsInspection;
     this.useHttpInspector = httpInsp || this.selector.needsHttpInspection;
@@ -195,6 +239,12 @@ export class ListenerRuntime {
 
   async listen(): Promise<number> {
     const { host, port } = listenerAddress(this.config);
+    if (!this.bindsToPort) {
+      // Envoy: "the listener will not bind to its port and only receives connections handed off by a
+      // use_original_dst listener". Such a listener needs a real port to be found by.
+      this.boundPort = port;
+      return port;
+    }
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: Error): void => reject(new SloopError('SLOOP_ERR_PROXY_LISTEN_FAILED', `listener ${this.name}: cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
       this.server.once('error', onErr);
@@ -217,6 +267,12 @@ export class ListenerRuntime {
    * with Connection: close / GOAWAY, as Envoy's listener drain does). `old` must not be closed before this.
    */
   adoptSocketOf(old: ListenerRuntime): void {
+    if (!this.bindsToPort || !old.bindsToPort) {
+      // Nothing to hand over (dynamic-config only adopts between bound listeners; this keeps the invariant).
+      this.boundPort = listenerAddress(this.config).port;
+      old.drain();
+      return;
+    }
     const srv = old.server;
     old.ownsServer = false;
     srv.removeAllListeners('connection');
@@ -227,6 +283,39 @@ export class ListenerRuntime {
   }
 
   private onAccept(socket: net.Socket): void {
+    let restored: OriginalDst | undefined;
+    if (this.readsOriginalDst) {
+      restored = this.readOriginalDst(socket);
+      // Envoy's ActiveTcpSocket::newConnection: a connection whose local address was restored goes to the
+      // listener of that address, if any (once: that listener does not hand it on again), else stays here.
+      // Hand-off happens before any inspection here, so the target's listener filters see untouched bytes.
+      if (restored !== undefined && this.handOff !== undefined) {
+        const target = this.handOff(restored.address, restored.port);
+        if (target !== undefined && target !== this) {
+          target.acceptHandedOff(socket, restored);
+          return;
+        }
+      }
+    }
+    this.acceptWorker(socket, restored);
+  }
+
+  /** A connection a use_original_dst listener handed over; its local address is already restored. */
+  private acceptHandedOff(socket: net.Socket, restored: OriginalDst): void {
+    this.acceptWorker(socket, restored);
+  }
+
+  /** Reads SO_ORIGINAL_DST; undefined when the kernel has none (the connection keeps its local address). */
+  private readOriginalDst(socket: net.Socket): OriginalDst | undefined {
+    try {
+      return getOriginalDst(socket);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'original destination unavailable');
+      return undefined;
+    }
+  }
+
+  private acceptWorker(socket: net.Socket, restored: OriginalDst | undefined): void {
     this.stats.downstream_cx_total.inc();
     this.stats.downstream_cx_active.inc();
     this.sockets.add(socket);
@@ -237,7 +326,7 @@ export class ListenerRuntime {
     });
     socket.on('error', noop);
     if (!this.useTlsInspector && !this.useHttpInspector) {
-      this.dispatch(socket, EMPTY, undefined, []);
+      this.dispatch(socket, restored, EMPTY, undefined, []);
       return;
     }
     // Listener filters peek: read until every inspector has decided, then hand the bytes on.
@@ -245,7 +334,7 @@ export class ListenerRuntime {
     const timer = setTimeout(() => {
       this.stats.downstream_pre_cx_timeout.inc();
       socket.removeListener('data', onData);
-      if (this.continueOnTimeout) this.dispatch(socket, buf, undefined, []);
+      if (this.continueOnTimeout) this.dispatch(socket, restored, buf, undefined, []);
       else socket.destroy();
     }, this.filtersTimeoutMs);
     const onData = (d: Buffer): void => {
@@ -271,7 +360,7 @@ export class ListenerRuntime {
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.pause();
-      this.dispatch(socket, buf, isTls ? 'tls' : 'raw_buffer', protos, sni);
+      this.dispatch(socket, restored, buf, isTls ? 'tls' : 'raw_buffer', protos, sni);
     };
     socket.on('data', onData);
     socket.once('end', () => {
@@ -296,10 +385,12 @@ export class ListenerRuntime {
     }
   }
 
-  private dispatch(socket: net.Socket, head: Buffer, transport: string | undefined, protos: string[], sni?: string): void {
+  private dispatch(socket: net.Socket, restored: OriginalDst | undefined, head: Buffer, transport: string | undefined, protos: string[], sni?: string): void {
     socket.removeAllListeners('end');
-    const localAddress = stripV4Mapped(socket.localAddress ?? '');
-    const localPort = socket.localPort ?? 0;
+    // Envoy's restoreLocalAddress: after original_dst, the connection's local address *is* the original
+    // destination, for filter chain matching (destination_port, prefix_ranges) and everything downstream.
+    const localAddress = restored !== undefined ? stripV4Mapped(restored.address) : stripV4Mapped(socket.localAddress ?? '');
+    const localPort = restored !== undefined ? restored.port : (socket.localPort ?? 0);
     const remoteAddress = stripV4Mapped(socket.remoteAddress ?? '');
     const ci: ConnectionInfo = {
       destinationIp: localAddress,
@@ -392,6 +483,10 @@ export class ListenerRuntime {
     this.draining = true;
     if (this.ownsServer) this.server.close();
     for (const c of this.chains.values()) c.filter.drain();
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   get activeConnections(): number {

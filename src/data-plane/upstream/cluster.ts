@@ -22,6 +22,7 @@ import { H2Pool } from './h2-pool.ts';
 import type { ConnectOptions } from './connect.ts';
 import type { PoolCallbacks, ResourceCounts, Thresholds } from './pool-types.ts';
 import { durationMs } from '../duration.ts';
+import { OutlierDetector, compileOutlierDetection, type LocalOriginResult } from './outlier.ts';
 
 export const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
@@ -102,6 +103,8 @@ export class ClusterRuntime {
   private readonly h1Pools = new Map<UpstreamHost, H1Pool>();
   private readonly h2Pools = new Map<UpstreamHost, H2Pool>();
   private readonly env: ClusterEnv;
+  /** Present when the cluster has `outlier_detection`. */
+  readonly outlier: OutlierDetector | undefined;
   private dnsTimer: NodeJS.Timeout | null = null;
   private dnsRefreshMs: number;
   private closed = false;
@@ -184,6 +187,19 @@ export class ClusterRuntime {
         else throw err;
       }
     }
+    if (config.outlier_detection) {
+      this.outlier = new OutlierDetector(compileOutlierDetection(config.outlier_detection), {
+        now: env.now,
+        random: env.random,
+        scope: scope.scope('outlier_detection'),
+        hostCount: () => {
+          let n = 0;
+          for (const p of this.hostsByPriority) n += p.length;
+          return n;
+        },
+        onChange: () => this.rebuildLoadBalancer(),
+      });
+    }
     // cluster.proto cleanup_interval: unused original-destination hosts are dropped after it (default 5 s).
     this.cleanupIntervalMs = durationMs(config.cleanup_interval, 5000);
     if (diags.length > 0) throw new ConfigError(diags, `cluster ${config.name}`);
@@ -237,6 +253,7 @@ export class ClusterRuntime {
 
   /** Starts host discovery (static now, DNS in the background). */
   start(): void {
+    this.outlier?.start();
     const la = this.config.load_assignment;
     switch (this.type) {
       case 'STATIC':
@@ -324,10 +341,22 @@ export class ClusterRuntime {
         return h;
       }),
     );
-    for (const gone of old.values()) this.closePools(gone);
+    for (const gone of old.values()) {
+      this.closePools(gone);
+      this.outlier?.removeHost(gone);
+    }
     this.hostsByPriority = merged;
     const total = this.updateMembershipStats();
     this.lb = total > 0 && this.lbSettings !== undefined ? createLoadBalancerFromSettings(this.lbSettings, merged, this.env.random) : undefined;
+  }
+
+  /** Outlier ejection changed a host's eligibility: same hosts, new balancer (Envoy rebuilds its host sets). */
+  private rebuildLoadBalancer(): void {
+    if (this.closed) return;
+    const total = this.updateMembershipStats();
+    if (this.type !== 'ORIGINAL_DST') {
+      this.lb = total > 0 && this.lbSettings !== undefined ? createLoadBalancerFromSettings(this.lbSettings, this.hostsByPriority, this.env.random) : undefined;
+    }
   }
 
   /** Sets the membership gauges from hostsByPriority and counts a membership change; returns the host count. */
@@ -337,6 +366,7 @@ export class ClusterRuntime {
     let degraded = 0;
     for (const p of this.hostsByPriority) for (const h of p) {
       total++;
+      if (h.outlierEjected === true) continue;
       if (h.health === 'healthy') healthy++;
       else if (h.health === 'degraded') degraded++;
     }
@@ -459,7 +489,17 @@ export class ClusterRuntime {
 
   onHostConnectFailure(host: UpstreamHost): void {
     this.countersOf(host).cxConnectFail++;
-    // Outlier detection (consecutive gateway failures) arrives with the control plane's DestinationRule support.
+    this.outlier?.putLocalOrigin(host, 'connect-failure');
+  }
+
+  /** An upstream response status from `host`, for outlier detection. */
+  onHostResponse(host: UpstreamHost, status: number): void {
+    this.outlier?.putHttpStatus(host, status);
+  }
+
+  /** A reset or timeout of a request to `host` (local origin), for outlier detection. */
+  onHostLocalFailure(host: UpstreamHost, result: LocalOriginResult): void {
+    this.outlier?.putLocalOrigin(host, result);
   }
 
   now(): number {
@@ -490,6 +530,7 @@ export class ClusterRuntime {
 
   close(): void {
     this.closed = true;
+    this.outlier?.close();
     if (this.dnsTimer !== null) clearTimeout(this.dnsTimer);
     if (this.cleanupTimer !== null) clearInterval(this.cleanupTimer);
     for (const p of this.h1Pools.values()) p.close();

@@ -55,6 +55,7 @@ export function buildHostSet(hosts: readonly UpstreamHost[], priority: number): 
       byKey.set(host.locality, loc);
     }
     loc.all.push(host);
+    if (host.outlierEjected === true) continue; // Envoy: FAILED_OUTLIER_CHECK makes a host unhealthy
     if (host.health === 'healthy') {
       healthy.push(host);
       loc.healthy.push(host);

@@ -29,6 +29,8 @@ export interface UpstreamHost {
   health: HostHealth;
   /** Requests in flight to this host, maintained by the router. */
   activeRequests: number;
+  /** Ejected by outlier detection (upstream/outlier.ts): picked only in panic, like an unhealthy host. */
+  outlierEjected?: boolean;
   metadata?: unknown;
 }
 

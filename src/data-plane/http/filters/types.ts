@@ -1,0 +1,61 @@
+/**
+ * HTTP filters that run before the router (envoy.filters.http.*): the contract between a filter and the
+ * request it decodes. A filter is built once per connection manager from its typed_config (registry.ts);
+ * per-request state lives in whatever the filter hands to {@link FilterRequest.addEncoder}.
+ *
+ * Envoy's decoder filters return Continue or StopIteration from decodeHeaders; a stopped filter later calls
+ * continueDecoding() or sends a local reply. Here `decodeHeaders` returns true for Continue and false for
+ * StopIteration, and the request (router.ts ActiveRequest) plays Envoy's StreamDecoderFilterCallbacks.
+ */
+import type { RequestHead } from '../stream.ts';
+import type { CompiledRoute, CompiledVirtualHost } from '../route/route-table.ts';
+import type { StatsStore } from '../../stats/store.ts';
+import type { Logger } from '../../../shared/log.ts';
+
+/** What a filter sees of the request and how it steers it (Envoy's StreamDecoderFilterCallbacks). */
+export interface FilterRequest {
+  /** The downstream request head. Filters may read it; header edits reach the upstream. */
+  readonly head: RequestHead;
+  /** The matched route, or undefined when no route matched (the router will answer 404). */
+  readonly matchedRoute: CompiledRoute | undefined;
+  readonly matchedVirtualHost: CompiledVirtualHost | undefined;
+  /** content-type application/grpc*. */
+  readonly isGrpc: boolean;
+  /** Resumes the filter chain after this filter's decodeHeaders returned false. */
+  continueDecoding(): void;
+  /**
+   * Answers the request from the proxy (the filters after this one and the router never run). gRPC requests
+   * get a trailers-only reply whose grpc-status is `grpcStatus` when given, else mapped from `status`.
+   */
+  sendLocalReply(status: number, body: string, grpcStatus?: number): void;
+  /** Answers with a header-only response (a CORS preflight): `headers` plus the proxy's own (server, …). */
+  respondHeadersOnly(status: number, headers: string[]): void;
+  /** Registers per-request hooks for the response and the end of the request. */
+  addEncoder(e: FilterEncoder): void;
+}
+
+/** Per-request response-side hooks (Envoy's encoder filter plus onDestroy). */
+export interface FilterEncoder {
+  /** Response headers (upstream or local reply) before they are sent downstream; may edit `headers`. */
+  onResponseHeaders?(status: number, headers: string[]): void;
+  /** The request finished (completed, reset or answered locally). Release timers and counters here. */
+  onDone?(): void;
+}
+
+/** One configured HTTP filter of a connection manager. */
+export interface HttpFilter {
+  /** http_filters[].name: the key of this filter's typed_per_filter_config on routes. */
+  readonly name: string;
+  /** Envoy's decodeHeaders: true = continue to the next filter, false = stopped (see FilterRequest). */
+  decodeHeaders(req: FilterRequest): boolean;
+}
+
+/** What a filter factory may use. */
+export interface FilterFactoryContext {
+  /** The connection manager's stat_prefix: filter stats live under `http.<statPrefix>.`. */
+  statPrefix: string;
+  store: StatsStore;
+  log: Logger;
+  /** Uniform in [0, 1); injected so tests are deterministic. */
+  random: () => number;
+}
