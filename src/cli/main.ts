@@ -55,11 +55,11 @@ program
   .option('--dir <dir>', 'Istio config folder (written on first run, reused after; watched)', 'sloop-mesh')
   .option('--port <port>', 'the frontend\'s entry on localhost (its sidecar\'s inbound port)', '8080')
   .option('--xds-address <host:port>', 'where the control plane serves xDS', '127.0.0.1:15010')
-  .addOption(new Option('--mode <mode>', 'how traffic reaches the sidecars: explicit = HTTP_PROXY, no root (transparent: not yet)').choices(['explicit']).default('explicit'))
+  .addOption(new Option('--mode <mode>', 'how traffic reaches the sidecars: explicit = HTTP_PROXY, no root; transparent = a network namespace per workload + iptables (root); auto = transparent when possible').choices(['explicit', 'transparent', 'auto']).default('explicit'))
   .addOption(new Option('-l, --log-level <level>', 'control plane and sidecar log level (logs go to files)').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('info'))
   .option('--drain-time-s <seconds>', 'on Ctrl-C, how long sidecars let in-flight requests finish', '1')
   .option('--ready-timeout-s <seconds>', 'give up if the mesh is not answering after this long', '60')
-  .action(async (o: { dir: string; port: string; xdsAddress: string; mode: 'explicit'; logLevel: string; drainTimeS: string; readyTimeoutS: string }) => {
+  .action(async (o: { dir: string; port: string; xdsAddress: string; mode: 'explicit' | 'transparent' | 'auto'; logLevel: string; drainTimeS: string; readyTimeoutS: string }) => {
     process.exitCode = await runUp({ dir: o.dir, port: Number(o.port), xdsAddress: o.xdsAddress, mode: o.mode, logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS), readyTimeoutS: Number(o.readyTimeoutS) });
   });
 

@@ -4,14 +4,16 @@
  *
  * Explicit mode (no root): nothing is redirected. Each app gets its sidecar's outbound port as HTTP_PROXY
  * (Node 24 honours it with NODE_USE_ENV_PROXY=1; @grpc/grpc-js with grpc_proxy), and peers reach each app through
- * its sidecar's inbound port, which the sidecar reports as SLOOP_ENDPOINT_PORTS. Transparent mode (network
- * namespaces, iptables) would change only how workloads are placed and what the bootstrap says (`WorkloadPlan`).
+ * its sidecar's inbound port, which the sidecar reports as SLOOP_ENDPOINT_PORTS. Transparent mode (root): each
+ * workload in a network namespace of its own with Istio's iptables interception (./transparent/mesh-network.ts),
+ * apps on their real ports, sidecars as uid 1337 with INTERCEPTION_MODE REDIRECT; the entry and the control plane
+ * are joined to the namespaces by port-forwards. Only placement and the bootstrap differ (`WorkloadPlan`).
  *
  * Every child is its own process group (`detached`), so a terminal's Ctrl-C reaches only `sloop up`, which stops
  * the children in order: sidecars drain first, then the apps, then the control plane.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -19,12 +21,15 @@ import { fileURLToPath } from 'node:url';
 import { stringify as stringifyYaml } from 'yaml';
 import { freePorts } from './ports.ts';
 import { buildSidecarBootstrap, type SidecarSpec } from './sidecar-bootstrap.ts';
+import { createMeshNetwork, deleteMeshNetwork, deleteStaleMeshNetworks, buildHostsFile, TRANSPARENT_ADMIN_PORT, type MeshNetwork, type MeshServiceName } from './transparent/mesh-network.ts';
+import { startPortForward, type PortForward } from './transparent/port-forward.ts';
+import { workloadCommand, PROXY_UID } from './transparent/workload-netns.ts';
 
 const HOST = '127.0.0.1';
 const NAMESPACE = 'default';
 
-/** How traffic reaches the sidecars. Only explicit exists so far; transparent needs root (see docs/up.md). */
-export type InterceptionMode = 'explicit';
+/** How traffic reaches the sidecars: HTTP_PROXY (no root), or namespaces + iptables (root; see docs/up.md). */
+export type InterceptionMode = 'explicit' | 'transparent';
 
 /** Options for {@link MeshRunner}. The CLI fills them from flags and its own environment. */
 export interface MeshRunnerOptions {
@@ -54,6 +59,10 @@ export interface MeshRunnerOptions {
   progress(line: string): void;
   /** A child exited while the mesh was running (not during `stop()`). */
   onUnexpectedExit(child: ChildInfo, exit: ChildExit): void;
+  /** Transparent mode: the services whose names go into every workload's /etc/hosts. */
+  services?: readonly MeshServiceName[];
+  /** Transparent mode: names this run's network namespaces (`sloop-<id>-…`); `sloop up` passes its pid. */
+  meshId?: number;
 }
 
 /** How a child process ended. */
@@ -74,6 +83,9 @@ export interface ChildInfo {
   outboundPort?: number;
   /** For an app: the port it listens on. */
   appPort?: number;
+  /** Transparent mode: the workload's network namespace and IP (the admin port is bound on that IP). */
+  netns?: string;
+  ip?: string;
 }
 
 /** What is running once {@link MeshRunner.start} resolves. */
@@ -93,13 +105,15 @@ interface WorkloadPlan {
   program: string;
   args: string[];
   portName: string;
+  /** Transparent mode: the app's real port (each workload has its own IP, so reviews v1 and v2 both use 9080). */
+  port: number;
 }
 
 const WORKLOADS: readonly WorkloadPlan[] = [
-  { name: 'frontend', labels: { app: 'frontend', version: 'v1' }, program: 'frontend', args: [], portName: 'http' },
-  { name: 'reviews-v1', labels: { app: 'reviews', version: 'v1' }, program: 'reviews', args: ['--version', 'v1'], portName: 'http' },
-  { name: 'reviews-v2', labels: { app: 'reviews', version: 'v2' }, program: 'reviews', args: ['--version', 'v2'], portName: 'http' },
-  { name: 'ratings', labels: { app: 'ratings', version: 'v1' }, program: 'ratings', args: [], portName: 'grpc' },
+  { name: 'frontend', labels: { app: 'frontend', version: 'v1' }, program: 'frontend', args: [], portName: 'http', port: 8000 },
+  { name: 'reviews-v1', labels: { app: 'reviews', version: 'v1' }, program: 'reviews', args: ['--version', 'v1'], portName: 'http', port: 9080 },
+  { name: 'reviews-v2', labels: { app: 'reviews', version: 'v2' }, program: 'reviews', args: ['--version', 'v2'], portName: 'http', port: 9080 },
+  { name: 'ratings', labels: { app: 'ratings', version: 'v1' }, program: 'ratings', args: [], portName: 'grpc', port: 9090 },
 ];
 
 /** Environment variables that would send a child's traffic somewhere we did not choose. */
@@ -118,9 +132,9 @@ function appProgram(name: string): string {
   return fileURLToPath(new URL(`./apps/${name}${ext}`, import.meta.url));
 }
 
-function tcpReachable(port: number): Promise<boolean> {
+function tcpReachable(port: number, host = HOST): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port });
+    const socket = connect({ host, port });
     socket.setTimeout(500);
     socket.once('connect', () => {
       socket.destroy();
@@ -134,9 +148,9 @@ function tcpReachable(port: number): Promise<boolean> {
   });
 }
 
-function httpGet(port: number, path: string, timeoutMs = 2000): Promise<{ status: number; body: string } | undefined> {
+function httpGet(port: number, path: string, timeoutMs = 2000, host = HOST): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
-    const req = request({ host: HOST, port, path, timeout: timeoutMs, agent: false }, (res) => {
+    const req = request({ host, port, path, timeout: timeoutMs, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -163,6 +177,10 @@ export class MeshRunner {
   readonly #children: Running[] = [];
   #stopping = false;
   #startFailure: ((err: Error) => void) | undefined;
+  /** Transparent mode: the namespaces (while they exist) and the port-forwards (entry, control plane). */
+  #networkCreating: Promise<MeshNetwork> | undefined;
+  #networkTeardown: Promise<void> | undefined;
+  readonly #forwards: PortForward[] = [];
 
   constructor(o: MeshRunnerOptions) {
     this.#o = o;
@@ -203,7 +221,8 @@ export class MeshRunner {
 
     o.progress(`starting the control plane on ${o.xdsHost}:${o.xdsPort} (config ${o.configDir})`);
     const cp = this.#spawn({ name: 'controlplane', role: 'controlplane', logPath: join(logDir, 'controlplane.log') }, o.sloopBin, ['controlplane', '--config', o.configDir, '--xds-address', `${o.xdsHost}:${o.xdsPort}`, '-l', o.logLevel], env);
-    await this.#poll(() => tcpReachable(o.xdsPort), deadline, `the control plane to listen on ${o.xdsHost}:${o.xdsPort}`, cp.info);
+    await this.#poll(() => tcpReachable(o.xdsPort, o.xdsHost === '0.0.0.0' ? HOST : o.xdsHost), deadline, `the control plane to listen on ${o.xdsHost}:${o.xdsPort}`, cp.info);
+    if (o.mode === 'transparent') return this.#startTransparent(logDir, env, deadline);
 
     // Per workload: app port, sidecar outbound and admin ports, and (except the frontend's, which is the entry) inbound.
     const ports = await freePorts(WORKLOADS.length * 4 - 1);
@@ -249,6 +268,71 @@ export class MeshRunner {
       waits.push(this.#poll(async () => (await httpGet(spec.adminPort, '/ready'))?.status === 200, deadline, `${w.name}'s sidecar to be ready (admin ${HOST}:${spec.adminPort}/ready)`, sidecar.info));
     }
     await Promise.all(waits);
+  }
+
+  /**
+   * Transparent mode: namespaces and interception first, then per workload the sidecar (uid 1337, REDIRECT) and
+   * the app on its real port, both inside the workload's namespace; then the entry port-forward on the host.
+   */
+  async #startTransparent(logDir: string, env: Record<string, string>, deadline: number): Promise<void> {
+    const o = this.#o;
+    const removed = await deleteStaleMeshNetworks();
+    if (removed.length > 0) o.progress(`removed network namespaces an earlier run left behind: ${removed.join(', ')}`);
+    o.progress(`creating a network namespace per workload (veth pairs behind a node namespace, Istio's iptables rules)`);
+    this.#networkCreating = createMeshNetwork({ id: o.meshId ?? process.pid, workloads: WORKLOADS.map((w) => w.name), hostsFile: buildHostsFile(o.services ?? [], NAMESPACE) });
+    const net = await this.#networkCreating;
+    if (this.#stopping) throw new Error('stopped while starting');
+    // --xds-address keeps its meaning (the control plane on the host's loopback); the namespaces reach it through
+    // a forward on the host's uplink address. A control plane on 0.0.0.0 is reachable there already.
+    if (o.xdsHost !== '0.0.0.0') this.#forwards.push(await startPortForward(net.node.hostIp, o.xdsPort, o.xdsHost, o.xdsPort));
+    // The sidecars run as uid 1337 and read their bootstraps from here.
+    const bootDir = join(o.runDir, 'bootstrap');
+    mkdirSync(bootDir, { recursive: true });
+    for (const d of [o.runDir, bootDir]) chmodSync(d, 0o755);
+    o.progress(`starting ${WORKLOADS.length} apps and their sidecars (transparent mode: iptables → sidecar :15001/:15006)`);
+    const waits: Promise<void>[] = [];
+    for (const w of WORKLOADS) {
+      const ns = net.workloads.get(w.name)!;
+      const spec: SidecarSpec = {
+        name: w.name,
+        namespace: NAMESPACE,
+        labels: w.labels,
+        appPort: { name: w.portName, port: w.port },
+        adminPort: TRANSPARENT_ADMIN_PORT,
+        adminHost: ns.workloadIp,
+        instanceIp: ns.workloadIp,
+        interceptionMode: 'REDIRECT',
+        xdsHost: net.node.hostIp,
+        xdsPort: o.xdsPort,
+      };
+      const bootstrapPath = join(bootDir, `${w.name}.yaml`);
+      writeFileSync(bootstrapPath, `# Generated by sloop up for ${w.name}; rewritten on every run.\n` + stringifyYaml(buildSidecarBootstrap(spec)), { mode: 0o644 });
+      const where = { netns: ns.name, ip: ns.workloadIp };
+      const [ipCmd, ...sidecarArgs] = workloadCommand(ns.name, [o.sloopBin, 'proxy', '-c', bootstrapPath, '--log-level', o.logLevel, '--drain-time-s', String(o.drainTimeS)], { uid: PROXY_UID });
+      const sidecar = this.#spawn({ name: `${w.name}-sidecar`, role: 'sidecar', logPath: join(logDir, `${w.name}-sidecar.log`), adminPort: spec.adminPort, ...where }, ipCmd, sidecarArgs, env);
+      // No proxy settings: the app's connections are redirected to its sidecar by iptables.
+      const [, ...appArgs] = workloadCommand(ns.name, [o.nodeBin, '--disable-warning=ExperimentalWarning', appProgram(w.program), '--port', String(w.port), ...w.args]);
+      this.#spawn({ name: w.name, role: 'app', logPath: join(logDir, `${w.name}.log`), appPort: w.port, ...where }, ipCmd, appArgs, env);
+      // The app's own readiness is not checked from here (its port is reachable only through the sidecar): the
+      // end-to-end check after this covers it, and an app that dies is reported as in explicit mode.
+      waits.push(this.#poll(async () => (await httpGet(spec.adminPort, '/ready', 2000, ns.workloadIp))?.status === 200, deadline, `${w.name}'s sidecar to be ready (admin ${ns.workloadIp}:${spec.adminPort}/ready)`, sidecar.info));
+    }
+    await Promise.all(waits);
+    // The entry: the host's 127.0.0.1:<entryPort> → the frontend workload's IP and real port, which its namespace
+    // redirects to the frontend sidecar's virtualInbound (as traffic from outside a pod reaches it).
+    const frontend = WORKLOADS[0];
+    const frontendNs = net.workloads.get(frontend.name)!;
+    this.#forwards.push(await startPortForward(HOST, o.entryPort, frontendNs.workloadIp, frontend.port));
+  }
+
+  /** Deletes the namespaces (after the processes stopped). Memoized: stop() may run more than once. */
+  #teardownNetwork(): Promise<void> {
+    return (this.#networkTeardown ??= (async () => {
+      const net = await this.#networkCreating?.catch(() => undefined); // a failed creation removed its own parts
+      if (net === undefined) return;
+      this.#o.progress('removing the network namespaces, veth pairs and iptables rules');
+      await deleteMeshNetwork(net);
+    })());
   }
 
   /** Waits until the entry answers with a rating that came all the way from ratings. */
@@ -316,6 +400,8 @@ export class MeshRunner {
   async stop(): Promise<{ clean: boolean; exits: Array<{ child: ChildInfo; exit: ChildExit; killed: boolean }> }> {
     this.#stopping = true;
     const exits: Array<{ child: ChildInfo; exit: ChildExit; killed: boolean }> = [];
+    // No new traffic from the host while the sidecars drain.
+    await Promise.all(this.#forwards.map((f) => f.close()));
     const graceMs = this.#o.drainTimeS * 1000 + 5000;
     for (const role of ['sidecar', 'app', 'controlplane'] as const) {
       const group = this.#children.filter((c) => c.info.role === role);
@@ -336,7 +422,16 @@ export class MeshRunner {
         }),
       );
     }
-    const clean = exits.every((e) => !e.killed && e.exit.code === 0);
+    let networkOk = true;
+    if (this.#networkCreating !== undefined) {
+      try {
+        await this.#teardownNetwork();
+      } catch (err) {
+        networkOk = false;
+        this.#o.progress(`removing the network namespaces failed: ${(err as Error).message}`);
+      }
+    }
+    const clean = networkOk && exits.every((e) => !e.killed && e.exit.code === 0);
     return { clean, exits };
   }
 }

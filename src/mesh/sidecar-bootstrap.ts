@@ -1,7 +1,8 @@
 /**
- * The Envoy v3 bootstrap of an explicit-mode sidecar (INTERCEPTION_MODE NONE) on a laptop: everything on
- * 127.0.0.1, the workload identified by Istio's node metadata, all listeners and clusters over ADS from the
- * control plane. Pure: same input, same bootstrap.
+ * The Envoy v3 bootstrap of a `sloop up` sidecar: explicit mode (INTERCEPTION_MODE NONE) with everything on
+ * 127.0.0.1, or transparent mode (REDIRECT) inside the workload's network namespace with its own IP. The
+ * workload is identified by Istio's node metadata; all listeners and clusters come over ADS from the control
+ * plane. Pure: same input, same bootstrap.
  */
 
 /** What the control plane needs to know about one workload and where its sidecar listens. */
@@ -15,16 +16,22 @@ export interface SidecarSpec {
   appPort?: { name: string; port: number };
   /** Port of the sidecar's inbound listener for `appPort`: what peers dial (SLOOP_ENDPOINT_PORTS). */
   inboundPort?: number;
-  /** The sidecar's HTTP proxy port (`virtualOutbound`): the app's HTTP_PROXY. */
-  outboundPort: number;
+  /** Explicit mode: the sidecar's HTTP proxy port (`virtualOutbound`), the app's HTTP_PROXY. Transparent: unset (15001). */
+  outboundPort?: number;
   adminPort: number;
+  /** Address the admin listener binds (default 127.0.0.1). */
+  adminHost?: string;
+  /** The workload's IP (INSTANCE_IPS and the node id; default 127.0.0.1). */
+  instanceIp?: string;
+  /** Istio's INTERCEPTION_MODE: NONE (explicit, the default) or REDIRECT (iptables in the workload's namespace). */
+  interceptionMode?: 'NONE' | 'REDIRECT';
   xdsHost: string;
   xdsPort: number;
 }
 
 /** The node id Istio's sidecars use: `sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`. */
-export function sidecarNodeId(s: Pick<SidecarSpec, 'name' | 'namespace'>): string {
-  return `sidecar~127.0.0.1~${s.name}.${s.namespace}~${s.namespace}.svc.cluster.local`;
+export function sidecarNodeId(s: Pick<SidecarSpec, 'name' | 'namespace' | 'instanceIp'>): string {
+  return `sidecar~${s.instanceIp ?? '127.0.0.1'}~${s.name}.${s.namespace}~${s.namespace}.svc.cluster.local`;
 }
 
 /** The bootstrap for `sloop proxy -c` (Envoy's field names, so Envoy could run it too). */
@@ -33,10 +40,10 @@ export function buildSidecarBootstrap(s: SidecarSpec): Record<string, unknown> {
     NAME: s.name,
     NAMESPACE: s.namespace,
     LABELS: { ...s.labels },
-    INSTANCE_IPS: '127.0.0.1',
-    INTERCEPTION_MODE: 'NONE',
-    SLOOP_OUTBOUND_PORT: String(s.outboundPort),
+    INSTANCE_IPS: s.instanceIp ?? '127.0.0.1',
+    INTERCEPTION_MODE: s.interceptionMode ?? 'NONE',
   };
+  if (s.outboundPort !== undefined) metadata.SLOOP_OUTBOUND_PORT = String(s.outboundPort);
   if (s.appPort !== undefined) {
     metadata.POD_PORTS = JSON.stringify([{ name: s.appPort.name, containerPort: s.appPort.port, protocol: 'TCP' }]);
     if (s.inboundPort !== undefined) metadata.SLOOP_ENDPOINT_PORTS = { [String(s.appPort.port)]: s.inboundPort };
@@ -44,7 +51,7 @@ export function buildSidecarBootstrap(s: SidecarSpec): Record<string, unknown> {
   const address = (port: number, host = '127.0.0.1'): Record<string, unknown> => ({ socket_address: { address: host, port_value: port } });
   return {
     node: { id: sidecarNodeId(s), cluster: `${s.labels.app ?? s.name}.${s.namespace}`, metadata },
-    admin: { address: address(s.adminPort) },
+    admin: { address: address(s.adminPort, s.adminHost) },
     dynamic_resources: {
       ads_config: {
         api_type: 'GRPC',
