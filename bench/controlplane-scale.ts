@@ -230,7 +230,7 @@ async function memory(pid: number): Promise<{ hwmMiB: number; rssMiB: number }> 
 }
 
 const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+const mib = (n: number): string => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
 interface ChangeResult {
   kind: string;
@@ -259,15 +259,16 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
     const m = JSON.parse(line) as { ms: number; published: number };
     pushes.push({ at: performance.now(), ms: m.ms, published: m.published });
   };
+  // The logger writes JSON lines to stderr; the push line carries how long the rebuild took.
   let partial = '';
-  cp.stdout!.on('data', (d: Buffer) => {
-    const text = partial + d.toString();
-    const lines = text.split('\n');
+  const onData = (d: Buffer): void => {
+    const lines = (partial + d.toString()).split('\n');
     partial = lines.pop()!;
     for (const l of lines) onLine(l);
     log = (log + d.toString()).slice(-20_000);
-  });
-  cp.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
+  };
+  cp.stdout!.on('data', onData);
+  cp.stderr!.on('data', onData);
   await waitFor(() => log.includes('control plane ready') && log.includes('config loaded'), 60_000, () => `control plane start:\n${log}`);
 
   // Connect in batches, each batch fully synced before the next, as a rolling start of sidecars would.
@@ -282,12 +283,12 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
       p.start();
       batch.push(p);
     }
-    await withTimeout(Promise.all(batch.map((p) => p.synced)), 300_000, () => `initial sync of proxies ${j}..${j + batch.length - 1}: ${batch.find((p) => p.error)?.error?.message ?? ''}\n${log.slice(-3000)}`);
+    await withTimeout(Promise.all(batch.map((p) => p.synced)), Number(process.env.BENCH_SYNC_MS ?? 300_000), () => `initial sync of proxies ${j}..${j + batch.length - 1}: ${batch.find((p) => p.error)?.error?.message ?? ''}\n${log.slice(-3000)}`);
     proxies.push(...batch);
   }
   const connectMs = performance.now() - connectStart;
   // The connects trigger debounced full pushes; wait until the control plane has published to every proxy.
-  await waitFor(() => pushes.some((p) => p.published === PROXIES), 300_000, () => `a push to all ${PROXIES} proxies:\n${log.slice(-3000)}`);
+  await waitFor(() => pushes.some((p) => p.published === PROXIES), Number(process.env.BENCH_SYNC_MS ?? 300_000), () => `a push to all ${PROXIES} proxies:\n${log.slice(-3000)}`);
   const pid = cp.pid!;
   const cpuBefore = await cpuTicks(pid);
   const memAfterSync = await memory(pid);
@@ -299,7 +300,8 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
     // Alternate: a VirtualService weight edit (RDS for every proxy) and a new endpoint (EDS for every proxy).
     const kind = c % 2 === 0 ? 'VirtualService edit' : 'WorkloadEntry added';
     const expected = c % 2 === 0 ? TYPE_URLS.route : TYPE_URLS.endpoint;
-    const svc = vsServices[c % vsServices.length];
+    // A service not touched before, so every write is a real change.
+    const svc = vsServices[Math.floor(c / 2) % vsServices.length];
     const converged = new Map<SimProxy, number>();
     let bytes = 0;
     let responses = 0;
@@ -321,7 +323,7 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
     const pushesBefore = pushes.length;
     const ticksBefore = await cpuTicks(pid);
     t0 = performance.now();
-    if (c % 2 === 0) await writeFile(join(dir, `svc-${svc}.yaml`), serviceYaml(svc, c % 4 === 0 ? 50 : 10));
+    if (c % 2 === 0) await writeFile(join(dir, `svc-${svc}.yaml`), serviceYaml(svc, 50));
     else await writeFile(join(dir, `extra-${svc}.yaml`), workloadEntryYaml(svc));
     await withTimeout(all, 120_000, () => `${kind}: ${converged.size}/${proxies.length} proxies converged\n${log.slice(-3000)}`);
     // The push's own log line comes after every snapshot is set; responses after it would be a second push.

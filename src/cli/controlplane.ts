@@ -12,7 +12,7 @@ import { createPushContext } from '../control-plane/translate/push-context.ts';
 import { buildProxyConfig } from '../control-plane/translate/build.ts';
 import { AdsServer } from '../xds/ads-server.ts';
 import { SnapshotCache, type NodeInfo } from '../xds/snapshot-cache.ts';
-import { createSnapshot, SnapshotError, type Snapshot } from '../xds/snapshot.ts';
+import { createSnapshot, EncodingCache, SnapshotError, type Snapshot } from '../xds/snapshot.ts';
 import { createDebouncer } from '../xds/debounce.ts';
 import { formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../shared/log.ts';
@@ -52,12 +52,14 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   const reportPush = diagnosticReporter(log);
   const proxies = new Map<string, ProxyInfo>();
   let model: ConfigModel | undefined;
+  // Nodes of one push share most resources: encode each distinct one once (docs/performance.md).
+  const encodings = new EncodingCache();
 
   const snapshotOf = (proxy: ProxyInfo, push: ReturnType<typeof createPushContext>): Snapshot | undefined => {
     const built = buildProxyConfig(push, proxy);
     reportPush(built.diagnostics);
     try {
-      return createSnapshot(built.resources);
+      return createSnapshot(built.resources, { cache: encodings });
     } catch (err) {
       // An inconsistent snapshot is a translation bug: keep the node on its previous snapshot.
       if (err instanceof SnapshotError) {
@@ -81,6 +83,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
       cache.setSnapshot(proxy.id, snapshot);
       published++;
     }
+    encodings.rotate();
     log.info({ proxies: proxies.size, published, ms: Math.round(performance.now() - started) }, 'push');
   };
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { unpackAny } from './any.ts';
 import type { Cluster__Output } from './gen/envoy/config/cluster/v3/Cluster.ts';
-import { SnapshotError, createSnapshot } from './snapshot.ts';
+import { EncodingCache, SnapshotError, createSnapshot } from './snapshot.ts';
 import { SnapshotCache, type NodeInfo } from './snapshot-cache.ts';
 import { edsCluster, loadAssignment, rdsListener, routeConfig, tcpListener } from './testdata/resources.ts';
 import { TYPE_URLS } from './type-urls.ts';
@@ -118,5 +118,30 @@ describe('SnapshotCache', () => {
     assert.equal(calls.length, 1);
     assert.equal(await cache.snapshotFor({ ...node, id: 'n9', metadata: {} }), undefined);
     assert.equal(cache.getSnapshot('n9'), undefined);
+  });
+});
+
+describe('EncodingCache', () => {
+  it('shares the encoding of equal resources across snapshots, keeps versions and checks, and forgets after two rotations', () => {
+    const cache = new EncodingCache();
+    const build = () => ({ clusters: [edsCluster('a'), edsCluster('b')], endpoints: [loadAssignment('a', [{ port: 1 }]), loadAssignment('b', [{ port: 2 }])] });
+    const s1 = createSnapshot(build(), { cache });
+    const s2 = createSnapshot(build(), { cache });
+    const plain = createSnapshot(build());
+    // Fresh but equal objects: the same encoded resource, and the versions an uncached snapshot has.
+    assert.equal(s1.ofType(TYPE_URLS.cluster).resources.get('a'), s2.ofType(TYPE_URLS.cluster).resources.get('a'));
+    assert.deepEqual(s1.versions(), plain.versions());
+    assert.equal(cache.size, 4);
+    // Different content is encoded on its own.
+    const s3 = createSnapshot({ ...build(), endpoints: [loadAssignment('a', [{ port: 9 }]), loadAssignment('b', [{ port: 2 }])] }, { cache });
+    assert.notEqual(s3.ofType(TYPE_URLS.endpoint).resources.get('a'), s1.ofType(TYPE_URLS.endpoint).resources.get('a'));
+    assert.notEqual(s3.version(TYPE_URLS.endpoint), s1.version(TYPE_URLS.endpoint));
+    // The consistency check still runs on cached clusters.
+    assert.throws(() => createSnapshot({ clusters: [edsCluster('a')] }, { cache }), SnapshotError);
+    cache.rotate();
+    assert.equal(createSnapshot(build(), { cache }).ofType(TYPE_URLS.cluster).resources.get('a'), s1.ofType(TYPE_URLS.cluster).resources.get('a'));
+    cache.rotate();
+    cache.rotate();
+    assert.equal(cache.size, 0);
   });
 });

@@ -110,11 +110,67 @@ const KINDS: readonly Prepared[] = [
 ];
 
 /**
+ * Re-uses the encoding of resources equal in content across `createSnapshot` calls. A control plane builds one
+ * snapshot per node, and most nodes of a push get the same clusters, endpoints and routes: with a cache each
+ * distinct resource is encoded and hashed once per push, and every snapshot holding it shares one Buffer
+ * (docs/performance.md "Control plane at scale": encoding was most of a push's CPU, and per-node copies most of its
+ * memory). The key is the resource's JSON, so equal content is found whatever object it came in. Bounded by two
+ * generations: `rotate()` (after each push) drops whatever neither that push nor the one before it used.
+ */
+export class EncodingCache {
+  #current = new Map<string, SnapshotResource>();
+  #previous = new Map<string, SnapshotResource>();
+
+  /** @internal */
+  get(key: string): SnapshotResource | undefined {
+    let hit = this.#current.get(key);
+    if (hit === undefined) {
+      hit = this.#previous.get(key);
+      if (hit !== undefined) this.#current.set(key, hit);
+    }
+    return hit;
+  }
+
+  /** @internal */
+  set(key: string, resource: SnapshotResource): void {
+    this.#current.set(key, resource);
+  }
+
+  /** Starts a new generation; entries unused since the previous `rotate()` are dropped. */
+  rotate(): void {
+    this.#previous = this.#current;
+    this.#current = new Map();
+  }
+
+  /** Distinct resources held (both generations). */
+  get size(): number {
+    return this.#current.size + this.#previous.size;
+  }
+}
+
+/** EDS service names of encoded clusters (null: not EDS), so a cluster shared by many snapshots is decoded once. */
+const edsNames = new WeakMap<SnapshotResource, { name: string; field: string } | null>();
+
+function edsNameOf(r: SnapshotResource): { name: string; field: string } | null {
+  let found = edsNames.get(r);
+  if (found !== undefined) return found;
+  const c = unpackAny<Cluster__Output>(r.any);
+  found = c.type !== 'EDS' ? null : c.eds_cluster_config?.service_name
+    ? { name: c.eds_cluster_config.service_name, field: '.eds_cluster_config.service_name' }
+    : { name: c.name, field: '.name' };
+  edsNames.set(r, found);
+  return found;
+}
+
+/**
  * Encodes `resources` into a snapshot after checking them: names present and unique per type, each resource
  * encodable, every RDS name a listener uses and every EDS name a cluster uses present in the snapshot.
+ * Resources are read, never kept: callers may build them fresh each time. With `opts.cache`, encodings of equal
+ * resources are shared with other snapshots made with the same cache.
  * @throws SnapshotError (`SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT`) carrying every diagnostic; nothing is published.
  */
-export function createSnapshot(resources: SnapshotResources): Snapshot {
+export function createSnapshot(resources: SnapshotResources, opts: { cache?: EncodingCache } = {}): Snapshot {
+  const cache = opts.cache;
   const diagnostics: Diagnostic[] = [];
   const types = new Map<ResourceTypeUrl, TypeSnapshot>();
   for (const kind of KINDS) {
@@ -130,6 +186,12 @@ export function createSnapshot(resources: SnapshotResources): Snapshot {
         diagnostics.push(error(`${path}.${kind.nameField}`, `duplicate ${shortKind(kind.typeUrl)} name "${name}"`));
         return;
       }
+      const key = cache !== undefined ? `${kind.typeUrl}\n${JSON.stringify(resource)}` : undefined;
+      const hit = key !== undefined ? cache!.get(key) : undefined;
+      if (hit !== undefined) {
+        items.set(name, hit);
+        return;
+      }
       let any: PackedAny;
       try {
         any = packAny(kind.typeUrl, resource);
@@ -137,7 +199,9 @@ export function createSnapshot(resources: SnapshotResources): Snapshot {
         diagnostics.push(error(path, `cannot encode ${shortKind(kind.typeUrl)} "${name}": ${(err as Error).message}`));
         return;
       }
-      items.set(name, { name, version: hashBytes(any.value), any });
+      const encoded: SnapshotResource = { name, version: hashBytes(any.value), any };
+      items.set(name, encoded);
+      if (key !== undefined) cache!.set(key, encoded);
     });
     const sorted = [...items.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     types.set(kind.typeUrl, { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) });
@@ -154,11 +218,9 @@ export function createSnapshot(resources: SnapshotResources): Snapshot {
     }
   }
   for (const r of types.get(TYPE_URLS.cluster)!.resources.values()) {
-    const c = unpackAny<Cluster__Output>(r.any);
-    if (c.type !== 'EDS') continue;
-    const edsName = c.eds_cluster_config?.service_name || c.name;
-    const field = c.eds_cluster_config?.service_name ? '.eds_cluster_config.service_name' : '.name';
-    if (!endpoints.has(edsName)) diagnostics.push(error(`clusters["${c.name}"]${field}`, `ClusterLoadAssignment "${edsName}" is not in the snapshot`));
+    const eds = edsNameOf(r);
+    if (eds === null) continue;
+    if (!endpoints.has(eds.name)) diagnostics.push(error(`clusters["${r.name}"]${eds.field}`, `ClusterLoadAssignment "${eds.name}" is not in the snapshot`));
   }
   if (diagnostics.some((d) => d.severity === 'error')) throw new SnapshotError(diagnostics);
   return new Snapshot(types, listenerClusters);
