@@ -8,7 +8,7 @@ import { ConfigWatcher } from '../control-plane/config/watch.ts';
 import type { ConfigModel } from '../control-plane/config/model.ts';
 import { parseProxyInfo, type ProxyInfo } from '../control-plane/registry/proxy-info.ts';
 import { buildRegistry } from '../control-plane/registry/registry.ts';
-import { createPushContext } from '../control-plane/translate/push-context.ts';
+import { createPushContext, type PushContext } from '../control-plane/translate/push-context.ts';
 import { buildProxyConfig } from '../control-plane/translate/build.ts';
 import { AdsServer } from '../xds/ads-server.ts';
 import { SnapshotCache, type NodeInfo } from '../xds/snapshot-cache.ts';
@@ -54,8 +54,11 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   let model: ConfigModel | undefined;
   // Nodes of one push share most resources: encode each distinct one once (docs/performance.md).
   const encodings = new EncodingCache();
+  // The last push's context: a node connecting under the same model is built from it (its own endpoint is in the
+  // next, debounced push), and the next push of the same model reuses its endpoint-free builds.
+  let last: { model: ConfigModel; push: PushContext } | undefined;
 
-  const snapshotOf = (proxy: ProxyInfo, push: ReturnType<typeof createPushContext>): Snapshot | undefined => {
+  const snapshotOf = (proxy: ProxyInfo, push: PushContext): Snapshot | undefined => {
     const built = buildProxyConfig(push, proxy);
     reportPush(built.diagnostics);
     try {
@@ -74,7 +77,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     if (model === undefined) return;
     const started = performance.now();
     const registry = buildRegistry(model, [...proxies.values()]);
-    const push = createPushContext(model, registry);
+    const push = createPushContext(model, registry, last?.push);
+    last = { model, push };
     reportPush([...registry.diagnostics, ...push.diagnostics]);
     let published = 0;
     for (const proxy of proxies.values()) {
@@ -106,8 +110,10 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     resolveSnapshot: (node) => {
       const proxy = proxies.get(node.id) ?? addProxy(node);
       if (model === undefined) return undefined;
-      const push = createPushContext(model, buildRegistry(model, [...proxies.values()]));
-      return snapshotOf(proxy, push);
+      if (last === undefined || last.model !== model) {
+        last = { model, push: createPushContext(model, buildRegistry(model, [...proxies.values()]), last?.push) };
+      }
+      return snapshotOf(proxy, last.push);
     },
   });
 

@@ -39,7 +39,7 @@ export interface SnapshotResource {
 
 /** All resources of one type in a snapshot. */
 export interface TypeSnapshot {
-  /** Hash of every (name, bytes) pair of the type, sorted by name. */
+  /** Hash of every (name, resource version) pair of the type, sorted by name. */
   readonly version: string;
   readonly resources: ReadonlyMap<string, SnapshotResource>;
 }
@@ -120,6 +120,35 @@ const KINDS: readonly Prepared[] = [
 export class EncodingCache {
   #current = new Map<string, SnapshotResource>();
   #previous = new Map<string, SnapshotResource>();
+  /**
+   * By identity first: a resource object shared by many nodes' builds (a proxy class's, see translate/build.ts)
+   * is stringified once, not once per node. Callers must therefore not mutate a resource once it is given.
+   */
+  #byObject = new WeakMap<object, { typeUrl: string; resource: SnapshotResource }>();
+  /** Whole types by list identity: a list shared by many nodes (a class's routes or endpoints) is checked once. */
+  #byList = new WeakMap<readonly object[], { typeUrl: string; type: TypeSnapshot }>();
+
+  /** @internal */
+  getByObject(typeUrl: string, o: object): SnapshotResource | undefined {
+    const hit = this.#byObject.get(o);
+    return hit !== undefined && hit.typeUrl === typeUrl ? hit.resource : undefined;
+  }
+
+  /** @internal */
+  setByObject(typeUrl: string, o: object, resource: SnapshotResource): void {
+    this.#byObject.set(o, { typeUrl, resource });
+  }
+
+  /** @internal */
+  getList(typeUrl: string, list: readonly object[]): TypeSnapshot | undefined {
+    const hit = this.#byList.get(list);
+    return hit !== undefined && hit.typeUrl === typeUrl ? hit.type : undefined;
+  }
+
+  /** @internal */
+  setList(typeUrl: string, list: readonly object[], type: TypeSnapshot): void {
+    this.#byList.set(list, { typeUrl, type });
+  }
 
   /** @internal */
   get(key: string): SnapshotResource | undefined {
@@ -166,7 +195,8 @@ function edsNameOf(r: SnapshotResource): { name: string; field: string } | null 
  * Encodes `resources` into a snapshot after checking them: names present and unique per type, each resource
  * encodable, every RDS name a listener uses and every EDS name a cluster uses present in the snapshot.
  * Resources are read, never kept: callers may build them fresh each time. With `opts.cache`, encodings of equal
- * resources are shared with other snapshots made with the same cache.
+ * resources are shared with other snapshots made with the same cache; resource objects and lists given with a cache
+ * are also remembered by identity (they may be shared by many nodes), so they must not be mutated afterwards.
  * @throws SnapshotError (`SLOOP_ERR_XDS_SNAPSHOT_INCONSISTENT`) carrying every diagnostic; nothing is published.
  */
 export function createSnapshot(resources: SnapshotResources, opts: { cache?: EncodingCache } = {}): Snapshot {
@@ -174,8 +204,15 @@ export function createSnapshot(resources: SnapshotResources, opts: { cache?: Enc
   const diagnostics: Diagnostic[] = [];
   const types = new Map<ResourceTypeUrl, TypeSnapshot>();
   for (const kind of KINDS) {
+    const list = resources[kind.field] ?? [];
+    const listHit = cache?.getList(kind.typeUrl, list);
+    if (listHit !== undefined) {
+      types.set(kind.typeUrl, listHit);
+      continue;
+    }
+    const errorsBefore = diagnostics.length;
     const items = new Map<string, SnapshotResource>();
-    (resources[kind.field] ?? []).forEach((resource, i) => {
+    list.forEach((resource, i) => {
       const path = `${kind.field}[${i}]`;
       const name = kind.nameOf(resource as Record<string, unknown>);
       if (typeof name !== 'string' || name === '') {
@@ -186,10 +223,16 @@ export function createSnapshot(resources: SnapshotResources, opts: { cache?: Enc
         diagnostics.push(error(`${path}.${kind.nameField}`, `duplicate ${shortKind(kind.typeUrl)} name "${name}"`));
         return;
       }
+      const same = cache?.getByObject(kind.typeUrl, resource);
+      if (same !== undefined) {
+        items.set(name, same);
+        return;
+      }
       const key = cache !== undefined ? `${kind.typeUrl}\n${JSON.stringify(resource)}` : undefined;
       const hit = key !== undefined ? cache!.get(key) : undefined;
       if (hit !== undefined) {
         items.set(name, hit);
+        cache!.setByObject(kind.typeUrl, resource, hit);
         return;
       }
       let any: PackedAny;
@@ -201,10 +244,16 @@ export function createSnapshot(resources: SnapshotResources, opts: { cache?: Enc
       }
       const encoded: SnapshotResource = { name, version: hashBytes(any.value), any };
       items.set(name, encoded);
-      if (key !== undefined) cache!.set(key, encoded);
+      if (key !== undefined) {
+        cache!.set(key, encoded);
+        cache!.setByObject(kind.typeUrl, resource, encoded);
+      }
     });
     const sorted = [...items.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    types.set(kind.typeUrl, { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) });
+    const type: TypeSnapshot = { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) };
+    types.set(kind.typeUrl, type);
+    // Only a clean list is remembered, so a list with problems reports them every time.
+    if (cache !== undefined && diagnostics.length === errorsBefore) cache.setList(kind.typeUrl, list, type);
   }
 
   const listenerClusters = new Map<string, readonly string[]>();
@@ -294,10 +343,9 @@ function hashBytes(bytes: Uint8Array): string {
 
 function hashEntries(entries: readonly SnapshotResource[]): string {
   const h = createHash('sha256');
-  for (const e of entries) {
-    // Length-prefixed so no two different (name, bytes) sequences hash the same input.
-    h.update(`${Buffer.byteLength(e.name)}:${e.name}:${e.any.value.length}:`);
-    h.update(e.any.value);
-  }
+  // Over (name, resource version) pairs, each version a hash of the bytes: the same content address as hashing
+  // the bytes again, without re-reading every byte of every node's snapshot. Length-prefixed names, so no two
+  // different sequences hash the same input.
+  for (const e of entries) h.update(`${Buffer.byteLength(e.name)}:${e.name}:${e.version};`);
   return h.digest('hex').slice(0, 16);
 }

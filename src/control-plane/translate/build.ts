@@ -9,10 +9,11 @@ import type { RouteConfiguration } from '../../xds/gen/envoy/config/route/v3/Rou
 import type { Diagnostic } from '../../shared/errors.ts';
 import type { ProxyInfo } from '../registry/proxy-info.ts';
 import type { PushContext } from './push-context.ts';
-import { buildClusters } from './clusters.ts';
+import { buildInboundClusters, buildOutboundClusters } from './clusters.ts';
 import { buildEndpoints } from './endpoints.ts';
-import { buildListeners } from './listeners.ts';
+import { buildInboundListeners, buildOutboundListeners } from './listeners.ts';
 import { buildRoutes } from './routes.ts';
+import { sortByName } from './util.ts';
 
 /** The resources of one proxy, in protobufjs fromObject form (createSnapshot's input). */
 export interface ProxyResources {
@@ -23,24 +24,68 @@ export interface ProxyResources {
 }
 
 export interface ProxyConfig {
+  /**
+   * The proxy's resources. Resources, and the routes and endpoints lists, may be shared with other proxies of
+   * its class in the same push (see PushContext.proxyClassKey): read them, never mutate them.
+   */
   resources: ProxyResources;
   /** Problems found building this proxy's config (resources left out, unsupported fields); the rest still builds. */
   diagnostics: Diagnostic[];
+}
+
+/** What every proxy of a class shares; the lists are sorted by name. */
+interface ClassConfig<T> {
+  resources: T;
+  diagnostics: readonly Diagnostic[];
 }
 
 /**
  * Builds the listeners, routes, clusters and endpoints of one proxy (a sidecar or a proxyless gRPC client) from
  * the push's indexes. Never throws for bad config: a resource that cannot be built is left out with a diagnostic.
  * The push's own diagnostics (push.diagnostics) are not repeated here.
+ *
+ * The outbound side (everything but the proxy's own workload's inbound listeners and clusters) is built once per
+ * proxy class and push (memoized in the push context) from the class's view of the proxy, so it cannot depend on
+ * anything the class key leaves out; the inbound side is built per proxy.
  */
 export function buildProxyConfig(push: PushContext, proxy: ProxyInfo): ProxyConfig {
-  const diagnostics: Diagnostic[] = [];
-  const services = push.servicesVisibleTo(proxy);
-  const clusters = buildClusters(push, proxy, services, diagnostics);
-  const endpoints = buildEndpoints(push, proxy, services);
-  const routes = buildRoutes(push, proxy, services, diagnostics);
-  const listeners = buildListeners(push, proxy, services, diagnostics);
-  return { resources: { listeners, routes, clusters, endpoints }, diagnostics: dedupe(diagnostics) };
+  const key = push.proxyClassKey(proxy);
+  // Routes and outbound listeners read services, ports and policies but no endpoint: a push that changes only
+  // endpoints (a proxy connected) may reuse them from the previous push of the same model.
+  const free = push.memoByClass(key, () => {
+    const p = push.classProxy(proxy);
+    const diagnostics: Diagnostic[] = [];
+    const services = push.servicesVisibleTo(p);
+    const routes = buildRoutes(push, p, services, diagnostics);
+    const listeners = buildOutboundListeners(push, p, services, diagnostics);
+    return { resources: { routes, listeners }, diagnostics };
+  }, { endpointFree: true });
+  const withEndpoints: ClassConfig<{ clusters: Cluster[]; endpoints: ClusterLoadAssignment[] }> = push.memoByClass(key, () => {
+    const p = push.classProxy(proxy);
+    const diagnostics: Diagnostic[] = [];
+    const services = push.servicesVisibleTo(p);
+    const clusters = buildOutboundClusters(push, p, services, diagnostics);
+    const endpoints = buildEndpoints(push, p, services);
+    return { resources: { clusters, endpoints }, diagnostics };
+  });
+  const inboundClusters = buildInboundClusters(push, proxy);
+  const inboundListeners = buildInboundListeners(push, proxy);
+  return {
+    resources: {
+      listeners: merge(free.resources.listeners, inboundListeners, (l) => l.name ?? ''),
+      routes: free.resources.routes,
+      clusters: merge(withEndpoints.resources.clusters, inboundClusters, (c) => c.name ?? ''),
+      endpoints: withEndpoints.resources.endpoints,
+    },
+    // The order of a build from scratch: clusters', routes', then listeners' diagnostics.
+    diagnostics: dedupe([...withEndpoints.diagnostics, ...free.diagnostics]),
+  };
+}
+
+/** Two lists sorted by name as one, sorted; the shared list itself when there is nothing to add. */
+function merge<T>(shared: T[], own: T[], name: (t: T) => string): T[] {
+  if (own.length === 0) return shared;
+  return sortByName([...shared, ...own], name);
 }
 
 function dedupe(list: Diagnostic[]): Diagnostic[] {

@@ -84,13 +84,25 @@ export function inboundPorts(push: PushContext, proxy: ProxyInfo): { service: Re
 
 /** Builds the proxy's clusters, sorted by name. */
 export function buildClusters(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Cluster[] {
+  return sortByName([...buildOutboundClusters(push, proxy, services, diagnostics), ...buildInboundClusters(push, proxy)], (c) => c.name ?? '');
+}
+
+/** The clusters of the proxy's own workload (`inbound|PORT||`), sorted by name. */
+export function buildInboundClusters(push: PushContext, proxy: ProxyInfo): Cluster[] {
+  return sortByName(inboundPorts(push, proxy).map(({ port, targetPort }) => inboundCluster(port, targetPort)), (c) => c.name ?? '');
+}
+
+/**
+ * The clusters every proxy of the class gets (outbound ones, Istio's passthrough and blackhole), sorted by name:
+ * they read of the proxy only what PushContext.proxyClassKey covers.
+ */
+export function buildOutboundClusters(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Cluster[] {
   const out: Cluster[] = [];
   for (const t of outboundTargets(push, proxy, services)) {
     const c = outboundCluster(t, proxy, diagnostics);
     if (c !== undefined) out.push(c);
   }
   if (proxy.type === 'sidecar') {
-    for (const { port, targetPort } of inboundPorts(push, proxy)) out.push(inboundCluster(port, targetPort));
     out.push(
       { name: PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', connect_timeout: durationMs(DEFAULT_CONNECT_TIMEOUT_MS), circuit_breakers: { thresholds: [defaultThresholds()] } },
       { name: INBOUND_PASSTHROUGH_CLUSTER, type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', connect_timeout: durationMs(DEFAULT_CONNECT_TIMEOUT_MS), circuit_breakers: { thresholds: [defaultThresholds()] } },

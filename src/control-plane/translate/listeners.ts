@@ -69,6 +69,14 @@ function socketAddress(address: string, port: number): Listener['address'] {
 
 /** Builds the proxy's listeners, sorted by name. */
 export function buildListeners(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Listener[] {
+  return sortByName([...buildOutboundListeners(push, proxy, services, diagnostics), ...buildInboundListeners(push, proxy)], (l) => l.name ?? '');
+}
+
+/**
+ * The listeners every proxy of the class gets (virtualOutbound, the outbound port listeners, a proxyless
+ * client's api_listeners), sorted by name: they read of the proxy only what PushContext.proxyClassKey covers.
+ */
+export function buildOutboundListeners(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Listener[] {
   if (proxy.type === 'grpc') return sortByName(proxylessListeners(services), (l) => l.name ?? '');
   const out: Listener[] = [];
   const transparent = proxy.interceptionMode !== 'NONE';
@@ -88,6 +96,14 @@ export function buildListeners(push: PushContext, proxy: ProxyInfo, services: re
   } else {
     out.push({ name: 'virtualOutbound', address: socketAddress('127.0.0.1', proxy.outboundPort), filter_chains: [{ name: 'http_proxy', filters: [httpProxyHcm] }], traffic_direction: 'OUTBOUND' });
   }
+  return sortByName(out, (l) => l.name ?? '');
+}
+
+/** The listeners of the proxy's own workload (virtualInbound, `inbound_IP_PORT`), sorted by name. */
+export function buildInboundListeners(push: PushContext, proxy: ProxyInfo): Listener[] {
+  if (proxy.type === 'grpc') return [];
+  const out: Listener[] = [];
+  const transparent = proxy.interceptionMode !== 'NONE';
   const inbound = inboundPorts(push, proxy);
   const inboundChain = (port: RegistryPort, targetPort: number, matchPort: boolean): FilterChain => {
     const cluster = inboundClusterName(targetPort);

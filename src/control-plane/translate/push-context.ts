@@ -1,9 +1,10 @@
 /**
  * PushContext: the indexes of one push (Istio's model.PushContext), built once from the config model and the
  * registry and shared by every proxy's build: services by host, DestinationRules by host, mesh VirtualServices by
- * host, Sidecars by namespace. Pure and immutable after creation.
+ * host, Sidecars by namespace. Pure: its indexes are fixed at creation, and per-class builds are memoized in it
+ * (memoByClass), which only saves work, never changes a result.
  */
-import type { ConfigModel, DestinationRule, Sidecar, VirtualService } from '../config/model.ts';
+import type { ConfigModel, DestinationRule, KubernetesService, Sidecar, VirtualService } from '../config/model.ts';
 import { hostsMatch, resolveShortname, selectorMatches } from '../config/hosts.ts';
 import type { Diagnostic } from '../../shared/errors.ts';
 import type { Registry, RegistryService } from '../registry/registry.ts';
@@ -25,12 +26,32 @@ export class PushContext {
   /** Problems found while indexing (conflicting VirtualServices, …); per-proxy builds add their own. */
   readonly diagnostics: readonly Diagnostic[];
   readonly #destinationRules: HostIndexed<DestinationRule>[] = [];
-  readonly #virtualServices: HostIndexed<VirtualService>[] = [];
   readonly #sidecarsByNamespace = new Map<string, Sidecar[]>();
+  /** Mesh VirtualServices by exact host (the first VirtualService per host is used) and the wildcard ones. */
+  readonly #virtualServiceByHost = new Map<string, VirtualService>();
+  readonly #wildcardVirtualServices: HostIndexed<VirtualService>[] = [];
+  /** Kubernetes Services by `namespace/hostname` (the first of each, as model order gives them). */
+  readonly #kubernetesServices = new Map<string, KubernetesService>();
+  /**
+   * Label keys any selector of translation reads (Sidecar and DestinationRule workloadSelectors, VirtualService
+   * match sourceLabels), sorted: a proxy's outbound config depends on its labels only through these.
+   */
+  readonly classLabelKeys: readonly string[];
+  /** Per-class builds of this push (see {@link memoByClass}). */
+  readonly #byClass: Map<string, unknown>;
+  /** Per-class builds that depend on the model and the registry's services but not on endpoints. */
+  readonly #byClassEndpointFree: Map<string, unknown>;
 
-  constructor(model: ConfigModel, registry: Registry) {
+  /**
+   * @param previous the last push, if any: when it was made from this very model (a change of endpoints only: a
+   *   proxy connected or left), its endpoint-free per-class builds (routes, listeners) are reused, since the
+   *   registry's services, ports and hosts come from the model alone (registry.ts) and only endpoints differ.
+   */
+  constructor(model: ConfigModel, registry: Registry, previous?: PushContext) {
     this.model = model;
     this.registry = registry;
+    this.#byClass = new Map();
+    this.#byClassEndpointFree = previous !== undefined && previous.model === model && sameServices(previous.registry, registry) ? previous.#byClassEndpointFree : new Map();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
     for (const dr of model.destinationRules) this.#destinationRules.push({ host: resolveShortname(dr.spec.host, dr.namespace), resource: dr });
     const seen = new Map<string, VirtualService>();
@@ -45,7 +66,8 @@ export class PushContext {
           return;
         }
         seen.set(host, vs);
-        this.#virtualServices.push({ host, resource: vs });
+        if (host.startsWith('*')) this.#wildcardVirtualServices.push({ host, resource: vs });
+        else this.#virtualServiceByHost.set(host, vs);
       });
     }
     for (const sc of model.sidecars) {
@@ -53,7 +75,54 @@ export class PushContext {
       list.push(sc);
       this.#sidecarsByNamespace.set(sc.namespace, list);
     }
+    for (const k of model.services) {
+      const key = `${k.namespace}/${k.hostname}`;
+      if (!this.#kubernetesServices.has(key)) this.#kubernetesServices.set(key, k);
+    }
+    this.classLabelKeys = selectorLabelKeys(model);
     this.diagnostics = diagnostics;
+  }
+
+  /**
+   * The proxy's class: everything its outbound config (clusters, endpoints, routes, outbound listeners) depends
+   * on. Proxies of one class get the same outbound resources, so they are built once per class (Istio shares a
+   * SidecarScope the same way). Conservative: type, namespace, interception mode, virtualOutbound port, the
+   * Sidecar that applies and the values (or absence) of every label key a selector reads.
+   */
+  proxyClassKey(proxy: ProxyInfo): string {
+    const sidecar = this.sidecarFor(proxy);
+    return JSON.stringify([
+      proxy.type, proxy.namespace, proxy.interceptionMode, proxy.outboundPort,
+      sidecar === undefined ? null : `${sidecar.namespace}/${sidecar.name}`,
+      this.classLabelKeys.map((k) => proxy.labels[k] ?? null),
+    ]);
+  }
+
+  /**
+   * The proxy as its class sees it: the fields of {@link proxyClassKey} kept, labels narrowed to the keys
+   * selectors read, and the per-workload fields (id, name, addresses, ports) neutral. A builder given it can only
+   * produce what every proxy of the class shares.
+   */
+  classProxy(proxy: ProxyInfo): ProxyInfo {
+    const labels: Record<string, string> = {};
+    for (const k of this.classLabelKeys) if (proxy.labels[k] !== undefined) labels[k] = proxy.labels[k];
+    return {
+      id: '', type: proxy.type, name: '', namespace: proxy.namespace, labels, ips: [], podPorts: [], interceptionMode: proxy.interceptionMode,
+      endpointPorts: {}, outboundPort: proxy.outboundPort, inboundPort: 0,
+    };
+  }
+
+  /**
+   * Memoizes a per-class build for this push: the first call for `key` builds, later ones return the same value,
+   * which callers share and must not mutate. `endpointFree` builds (they read no endpoint) may come from the
+   * previous push of the same model (see the constructor).
+   */
+  memoByClass<T>(key: string, build: () => T, opts: { endpointFree?: boolean } = {}): T {
+    const memo = opts.endpointFree === true ? this.#byClassEndpointFree : this.#byClass;
+    if (memo.has(key)) return memo.get(key) as T;
+    const value = build();
+    memo.set(key, value);
+    return value;
   }
 
   /** The service for a host, if any. */
@@ -82,10 +151,12 @@ export class PushContext {
 
   /** The mesh VirtualService routing `host`: exact host first, else the most specific wildcard. */
   virtualService(host: string): VirtualService | undefined {
+    const exact = this.#virtualServiceByHost.get(host);
+    if (exact !== undefined) return exact;
     let best: HostIndexed<VirtualService> | undefined;
-    for (const v of this.#virtualServices) {
+    for (const v of this.#wildcardVirtualServices) {
       if (v.host === host) return v.resource;
-      if (v.host.startsWith('*') && hostsMatch(v.host, host) && (best === undefined || v.host.length > best.host.length)) best = v;
+      if (hostsMatch(v.host, host) && (best === undefined || v.host.length > best.host.length)) best = v;
     }
     return best?.resource;
   }
@@ -136,11 +207,38 @@ export class PushContext {
   servicesOf(proxy: ProxyInfo): RegistryService[] {
     return this.registry.services.filter((s) => {
       if (s.kind !== 'Service' || s.namespace !== proxy.namespace) return false;
-      const svc = this.model.services.find((k) => k.hostname === s.hostname && k.namespace === s.namespace);
+      const svc = this.#kubernetesServices.get(`${s.namespace}/${s.hostname}`);
       const sel = svc?.selector;
       return sel !== undefined && Object.keys(sel).length > 0 && selectorMatches(sel, proxy.labels);
     });
   }
+}
+
+/** Label keys read by the selectors translation evaluates against a proxy's labels, sorted. */
+function selectorLabelKeys(model: ConfigModel): string[] {
+  const keys = new Set<string>();
+  const add = (sel: Readonly<Record<string, string>> | undefined): void => {
+    for (const k of Object.keys(sel ?? {})) keys.add(k);
+  };
+  for (const sc of model.sidecars) add(sc.spec.workloadSelector?.labels);
+  for (const dr of model.destinationRules) add(dr.spec.workloadSelector?.matchLabels);
+  for (const vs of model.virtualServices) {
+    for (const r of vs.spec.http ?? []) for (const m of r.match ?? []) add(m.sourceLabels);
+    for (const r of vs.spec.tcp ?? []) for (const m of r.match ?? []) add(m.sourceLabels);
+    for (const r of vs.spec.tls ?? []) for (const m of r.match) add(m.sourceLabels);
+  }
+  return [...keys].sort();
+}
+
+/** Whether two registries have the same services (hosts, in order): then they differ at most in endpoints. */
+function sameServices(a: Registry, b: Registry): boolean {
+  if (a.services.length !== b.services.length) return false;
+  for (let i = 0; i < a.services.length; i++) {
+    const x = a.services[i];
+    const y = b.services[i];
+    if (x.hostname !== y.hostname || x.namespace !== y.namespace || x.kind !== y.kind || x.ports.length !== y.ports.length) return false;
+  }
+  return true;
 }
 
 function isExportedTo(s: RegistryService, namespace: string): boolean {
@@ -148,6 +246,6 @@ function isExportedTo(s: RegistryService, namespace: string): boolean {
 }
 
 /** Builds the indexes of one push. */
-export function createPushContext(model: ConfigModel, registry: Registry): PushContext {
-  return new PushContext(model, registry);
+export function createPushContext(model: ConfigModel, registry: Registry, previous?: PushContext): PushContext {
+  return new PushContext(model, registry, previous);
 }

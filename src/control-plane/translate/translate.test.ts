@@ -113,6 +113,27 @@ describe('buildProxyConfig', () => {
     assert.notEqual(eps.endpoints[0].locality, null);
   });
 
+  it('issue #4: proxies of one class share their outbound build; labels a selector reads split classes', () => {
+    const c = loadCase('bookinfo');
+    const node = (name: string) => c.nodes.find((p) => p.name.startsWith(`${name}-`))!;
+    // VirtualService ratings reads sourceLabels {app: reviews}: app is a class key, version is not.
+    assert.deepEqual(c.push.classLabelKeys, ['app']);
+    assert.equal(c.push.proxyClassKey(node('reviews-v1')), c.push.proxyClassKey(node('reviews-v2')));
+    assert.notEqual(c.push.proxyClassKey(node('reviews-v1')), c.push.proxyClassKey(node('ratings-v1')));
+    const v1 = buildProxyConfig(c.push, node('reviews-v1'));
+    const v2 = buildProxyConfig(c.push, node('reviews-v2'));
+    assert.equal(v1.resources.routes, v2.resources.routes);
+    assert.equal(v1.resources.endpoints, v2.resources.endpoints);
+    // Inbound stays per proxy, and a shared build equals one made for the proxy alone in a fresh push.
+    assert.deepEqual(resourcesJson(v2.resources), resourcesJson(buildProxyConfig(loadCase('bookinfo').push, node('reviews-v2')).resources));
+    // An endpoint-only change (same model) reuses routes and listeners, and rebuilds clusters and endpoints.
+    const next = new (c.push.constructor as typeof import('./push-context.ts').PushContext)(c.push.model, c.push.registry, c.push);
+    const again = buildProxyConfig(next, node('reviews-v1'));
+    assert.equal(again.resources.routes, v1.resources.routes);
+    assert.notEqual(again.resources.endpoints, v1.resources.endpoints);
+    assert.deepEqual(resourcesJson(again.resources), resourcesJson(v1.resources));
+  });
+
   it('a bad resource is dropped with a diagnostic and the rest still builds', () => {
     const c = loadCase('bookinfo');
     const dr = c.push.model.destinationRules.find((d) => d.name === 'details')!;
