@@ -230,7 +230,9 @@ describe('tcp_proxy', () => {
   });
 
   it('keeps a slow reader bounded: nothing is lost when the client stops reading for a while', async () => {
-    const payload = randomBytes(8 * 1024 * 1024);
+    // Larger than every socket buffer on the path can hold (loopback buffers autotune to several MiB each, eight
+    // of them between client, proxy and echo): the client must block unless the proxy buffers without bound.
+    const payload = randomBytes(64 * 1024 * 1024);
     const s = await openClient(port);
     s.pause();
     const chunks: Buffer[] = [];
@@ -246,7 +248,7 @@ describe('tcp_proxy', () => {
       }
       s.end();
     })();
-    await waitUntil(() => blocked, { what: 'the client to feel backpressure while not reading', timeoutMs: 10_000 });
+    await waitUntil(() => blocked, { what: 'the client to feel backpressure while not reading', timeoutMs: 20_000 });
     s.on('data', (c: Buffer) => chunks.push(c));
     s.resume();
     await writes;
