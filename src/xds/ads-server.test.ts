@@ -228,6 +228,34 @@ describe('ADS server, state of the world', () => {
     assert.match(status.details, /node\.id/);
   });
 
+  it('sends streams given the same TypeSnapshot in one push one shared encoding, with a nonce each can ACK', async (t) => {
+    const { cache, server, client } = await setup(t);
+    const s1 = snap();
+    const ids = ['node-1', 'node-2', 'node-3'];
+    for (const id of ids) cache.setSnapshot(id, s1);
+    const streams = ids.map((id) => {
+      const stream = client.sotw();
+      stream.send({ node: { ...NODE, id }, type_url: CDS, resource_names: ['*'] });
+      return stream;
+    });
+    const first = await Promise.all(streams.map((s) => s.next()));
+    first.forEach((r, i) => streams[i]!.send({ type_url: CDS, version_info: r.version_info, response_nonce: r.nonce, resource_names: ['*'] }));
+    await waitUntil(() => ids.every((id) => server.status(id)[0]?.types[0]?.ackedVersion === s1.version(CDS)));
+    // One push: every node gets the same new snapshot in one tick.
+    const s2 = snap((r) => r.clusters.push(edsCluster('c')) && r.endpoints.push(loadAssignment('c', [{ port: 1003 }])));
+    for (const id of ids) cache.setSnapshot(id, s2);
+    const second = await Promise.all(streams.map((s) => s.next()));
+    for (const r of second) {
+      assert.equal(r.version_info, s2.version(CDS));
+      assert.deepEqual(names(r), ['a', 'b', 'c']);
+    }
+    // The streams after the first share one response; each nonce still differs from that stream's previous one.
+    assert.equal(second[1]!.nonce, second[2]!.nonce);
+    second.forEach((r, i) => assert.notEqual(r.nonce, first[i]!.nonce));
+    second.forEach((r, i) => streams[i]!.send({ type_url: CDS, version_info: r.version_info, response_nonce: r.nonce, resource_names: ['*'] }));
+    await waitUntil(() => ids.every((id) => server.status(id)[0]?.types[0]?.ackedVersion === s2.version(CDS)));
+  });
+
   it('computes the snapshot of a newly connected node from its node metadata', async (t) => {
     const seen: unknown[] = [];
     const cache = new SnapshotCache({

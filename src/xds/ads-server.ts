@@ -19,9 +19,10 @@ import type { DiscoveryRequest__Output } from './gen/envoy/service/discovery/v3/
 import type { DiscoveryResponse } from './gen/envoy/service/discovery/v3/DiscoveryResponse.ts';
 import type { Node__Output } from './gen/envoy/config/core/v3/Node.ts';
 import { protoIncludeDirs } from './protos.ts';
-import type { Snapshot, SnapshotResource } from './snapshot.ts';
+import type { Snapshot, SnapshotResource, TypeSnapshot } from './snapshot.ts';
 import type { NodeInfo, SnapshotCache } from './snapshot-cache.ts';
 import { PUSH_ORDER, isFullStateType, shortTypeName } from './type-urls.ts';
+import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire.ts';
 
 /** Options for {@link AdsServer}. */
 export interface AdsServerOptions {
@@ -97,7 +98,10 @@ export function loadAdsServiceDefinition(): grpc.ServiceDefinition {
     oneofs: true,
     includeDirs: protoIncludeDirs(),
   });
-  adsService = def['envoy.service.discovery.v3.AggregatedDiscoveryService'] as grpc.ServiceDefinition;
+  const service = def['envoy.service.discovery.v3.AggregatedDiscoveryService'] as grpc.ServiceDefinition;
+  // Responses are written already encoded (see wire.ts): a Buffer goes out as is, anything else through protobufjs.
+  const passThrough = (serialize: grpc.serialize<unknown>): grpc.serialize<unknown> => (value) => (Buffer.isBuffer(value) ? value : serialize(value));
+  adsService = Object.fromEntries(Object.entries(service).map(([name, method]) => [name, { ...method, responseSerialize: passThrough(method.responseSerialize) }]));
   return adsService;
 }
 
@@ -116,6 +120,7 @@ export class AdsServer {
   readonly #byNode = new Map<string, Set<AdsStream>>();
   readonly #totals = new Map<string, XdsCounters>();
   readonly #unsubscribe: () => void;
+  readonly #shared = new SharedResponses();
   #server: grpc.Server | undefined;
   #nextStreamId = 1;
 
@@ -200,6 +205,7 @@ export class AdsServer {
       cache: this.#cache,
       log: this.#log,
       now: this.#now,
+      shared: this.#shared,
       count: (typeUrl, what) => {
         let c = this.#totals.get(typeUrl);
         if (c === undefined) this.#totals.set(typeUrl, (c = { pushes: 0, acks: 0, nacks: 0 }));
@@ -231,11 +237,55 @@ export class AdsServer {
   }
 }
 
+/**
+ * Encoded SotW responses shared by the wildcard streams that get the same TypeSnapshot in one tick (a push
+ * publishes every node's snapshot synchronously, and a proxy class's routes and endpoints are one TypeSnapshot):
+ * the response is encoded once and every stream writes the same Buffer, instead of one copy per stream (at 500
+ * proxies a VirtualService edit was 564 MiB of per-stream response copies; docs/performance.md). A shared
+ * response carries a nonce of its own, `0-<n>` (stream nonces are `<stream id>-<n>`, ids from 1), unique in the
+ * process, so it is still unique on each stream as long as a stream doesn't send it twice (see SotwStream.push).
+ * Only a TypeSnapshot seen a second time in the tick is encoded here, so per-proxy types (a node's own clusters
+ * and listeners) are never held twice; entries are dropped at the end of the tick.
+ */
+class SharedResponses {
+  #seen = new Set<TypeSnapshot>();
+  #responses = new Map<TypeSnapshot, { nonce: string; bytes: Buffer }>();
+  #seq = 0;
+  #clearScheduled = false;
+
+  /** The shared response carrying every resource of `all`, or undefined the first time `all` is seen this tick. */
+  get(typeUrl: string, all: TypeSnapshot): { nonce: string; bytes: Buffer } | undefined {
+    const hit = this.#responses.get(all);
+    if (hit !== undefined) return hit;
+    this.#scheduleClear();
+    if (!this.#seen.has(all)) {
+      this.#seen.add(all);
+      return undefined;
+    }
+    const nonce = `0-${++this.#seq}`;
+    const resources = [...all.resources.values()].map((r) => r.any);
+    const shared = { nonce, bytes: encodeDiscoveryResponse({ version_info: all.version, resources, type_url: typeUrl, nonce }) };
+    this.#responses.set(all, shared);
+    return shared;
+  }
+
+  #scheduleClear(): void {
+    if (this.#clearScheduled) return;
+    this.#clearScheduled = true;
+    setImmediate(() => {
+      this.#clearScheduled = false;
+      this.#seen.clear();
+      this.#responses.clear();
+    });
+  }
+}
+
 interface StreamContext {
   id: number;
   cache: SnapshotCache;
   log: Logger;
   now: () => number;
+  shared: SharedResponses;
   count(typeUrl: string, what: keyof XdsCounters): void;
   identified(stream: AdsStream, nodeId: string, info: NodeInfo): void;
   closed(stream: AdsStream): void;
@@ -467,6 +517,9 @@ class SotwStream extends AdsStream {
   protected push(typeUrl: string, snapshot: Snapshot): void {
     const st = this.#types.get(typeUrl)!;
     const all = snapshot.ofType(typeUrl);
+    // A wildcard subscription already sent this type version has every resource of it (the version hashes every
+    // name and resource version): nothing to compare per resource.
+    if (st.wildcard && !st.dirty && st.sentVersion === all.version) return;
     const selected: SnapshotResource[] = [];
     if (st.wildcard) selected.push(...all.resources.values());
     else for (const name of [...st.names].sort()) {
@@ -481,8 +534,13 @@ class SotwStream extends AdsStream {
     }
     const unchanged = st.sentVersion !== undefined && selected.length === st.sent.size && selected.every((r) => st.sent.get(r.name) === r.version);
     if (!st.dirty && unchanged) return;
-    const nonce = this.nextNonce();
-    const response: DiscoveryResponse = { version_info: all.version, resources: selected.map((r) => r.any), type_url: typeUrl, nonce };
+    // A wildcard stream's response is every resource of the type: share its encoding with the other streams
+    // given the same TypeSnapshot, unless this stream already sent that very response (nonces stay unique).
+    const shared = st.wildcard ? this.ctx.shared.get(typeUrl, all) : undefined;
+    const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
+    const response = nonce === shared?.nonce
+      ? shared.bytes
+      : encodeDiscoveryResponse({ version_info: all.version, resources: selected.map((r) => r.any), type_url: typeUrl, nonce });
     st.sentVersion = all.version;
     st.sentNonce = nonce;
     st.sent = new Map(selected.map((r) => [r.name, r.version]));
@@ -639,13 +697,13 @@ class DeltaStream extends AdsStream {
     if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);
     st.sentVersion = version;
     st.sentNonce = nonce;
-    const response: DeltaDiscoveryResponse = {
+    const response = encodeDeltaDiscoveryResponse({
       system_version_info: version,
       type_url: typeUrl,
       nonce,
       resources: updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
       removed_resources: [...removed].sort(),
-    };
+    });
     this.count(typeUrl, 'pushes');
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.size }, 'xDS push');
     this.call.write(response);
