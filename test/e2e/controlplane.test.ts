@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
-import { startProxy, staticCluster, http2ProtocolOptions, socketAddress, SLOOP_BIN, REPO_ROOT, type Json, type ProxyHandle } from '../helpers/proxy.ts';
+import { startProxy, adsBootstrap, SLOOP_BIN, REPO_ROOT, type Json, type ProxyHandle } from '../helpers/proxy.ts';
 import { curl } from '../helpers/clients.ts';
 import { freePorts } from '../helpers/ports.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -65,20 +65,7 @@ function sidecarBootstrap(s: Sidecar, adminPort: number, xdsPort: number): Json 
     metadata.POD_PORTS = JSON.stringify([{ name: 'http', containerPort: s.appPort, protocol: 'TCP' }]);
     metadata.SLOOP_ENDPOINT_PORTS = { [String(s.appPort)]: s.inboundPort };
   }
-  return {
-    node: { id: `sidecar~127.0.0.1~${s.name}.default~default.svc.cluster.local`, cluster: s.name, metadata },
-    admin: { address: socketAddress(adminPort) },
-    dynamic_resources: {
-      ads_config: {
-        api_type: 'GRPC',
-        transport_api_version: 'V3',
-        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: '0.5s' } } } }],
-      },
-      cds_config: { ads: {}, resource_api_version: 'V3' },
-      lds_config: { ads: {}, resource_api_version: 'V3' },
-    },
-    static_resources: { clusters: [staticCluster('xds-grpc', [['127.0.0.1', xdsPort]], http2ProtocolOptions())] },
-  };
+  return adsBootstrap({ adminPort, adsPort: xdsPort, maxBackOff: '0.5s', node: { id: `sidecar~127.0.0.1~${s.name}.default~default.svc.cluster.local`, cluster: s.name, metadata } });
 }
 
 describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {

@@ -6,7 +6,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
-import { startProxy, staticCluster, http2ProtocolOptions, socketAddress, routerFilter, adminRequest, type Json, type ProxyHandle } from '../helpers/proxy.ts';
+import { startProxy, adsBootstrap as sharedAdsBootstrap, socketAddress, routerFilter, adminRequest, type Json, type ProxyHandle } from '../helpers/proxy.ts';
 import { httpRequest } from '../helpers/http-client.ts';
 import { freePorts } from '../helpers/ports.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -15,20 +15,8 @@ import { FakeAds, CDS, EDS, LDS, RDS } from '../helpers/fake-ads.ts';
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
 function adsBootstrap(adminPort: number, adsPort: number, apiType: 'GRPC' | 'DELTA_GRPC' = 'GRPC'): Json {
-  return {
-    node: { id: 'sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local', cluster: 'reviews', metadata: { NAMESPACE: 'default' } },
-    admin: { address: socketAddress(adminPort) },
-    dynamic_resources: {
-      ads_config: {
-        api_type: apiType,
-        transport_api_version: 'V3',
-        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: '0.4s' } } } }],
-      },
-      cds_config: { ads: {}, resource_api_version: 'V3' },
-      lds_config: { ads: {}, resource_api_version: 'V3' },
-    },
-    static_resources: { clusters: [staticCluster('xds-grpc', [['127.0.0.1', adsPort]], http2ProtocolOptions())] },
-  };
+  const node = { id: 'sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local', cluster: 'reviews', metadata: { NAMESPACE: 'default' } };
+  return sharedAdsBootstrap({ adminPort, adsPort, node, apiType });
 }
 
 function edsCluster(name: string): { name: string; json: unknown } {

@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
-import { startProxy, staticCluster, http2ProtocolOptions, socketAddress, type Json, type ProxyHandle } from '../helpers/proxy.ts';
+import { startProxy, adsBootstrap, type Json, type ProxyHandle } from '../helpers/proxy.ts';
 import { httpRequest } from '../helpers/http-client.ts';
 import { freePorts } from '../helpers/ports.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -18,20 +18,7 @@ import { silentLogger } from '../../src/shared/log.ts';
 const NODE = 'sidecar~127.0.0.1~interop.default~default.svc.cluster.local';
 
 function bootstrap(adminPort: number, adsPort: number, apiType: 'GRPC' | 'DELTA_GRPC'): Json {
-  return {
-    node: { id: NODE, cluster: 'interop' },
-    admin: { address: socketAddress(adminPort) },
-    dynamic_resources: {
-      ads_config: {
-        api_type: apiType,
-        transport_api_version: 'V3',
-        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: '0.4s' } } } }],
-      },
-      cds_config: { ads: {}, resource_api_version: 'V3' },
-      lds_config: { ads: {}, resource_api_version: 'V3' },
-    },
-    static_resources: { clusters: [staticCluster('xds-grpc', [['127.0.0.1', adsPort]], http2ProtocolOptions())] },
-  };
+  return adsBootstrap({ adminPort, adsPort, apiType, node: { id: NODE, cluster: 'interop' } });
 }
 
 for (const mode of ['GRPC', 'DELTA_GRPC'] as const) {

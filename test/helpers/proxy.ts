@@ -381,6 +381,39 @@ export function staticCluster(name: string, endpoints: ReadonlyArray<readonly [s
  * `typed_extension_protocol_options` with an HttpProtocolOptions `explicit_http_config.http2_protocol_options`.
  * Spread into {@link staticCluster}'s `extra`.
  */
+/** Options for {@link adsBootstrap}. */
+export interface AdsBootstrapOptions {
+  adminPort: number;
+  /** Port of the ADS server on 127.0.0.1 (reached through the static cluster `xds-grpc`). */
+  adsPort: number;
+  /** `node` of the bootstrap (id, cluster, metadata). */
+  node: Json;
+  apiType?: 'GRPC' | 'DELTA_GRPC';
+  /** Reconnect back-off `max_interval` (base is 0.05 s). Default 0.4 s. */
+  maxBackOff?: string;
+}
+
+/**
+ * A bootstrap whose listeners and clusters all come over ADS (Envoy's `dynamic_resources` with `ads_config`),
+ * the control plane being the static cluster `xds-grpc` (HTTP/2) on 127.0.0.1:`adsPort`.
+ */
+export function adsBootstrap(o: AdsBootstrapOptions): Json {
+  return {
+    node: o.node,
+    admin: { address: socketAddress(o.adminPort) },
+    dynamic_resources: {
+      ads_config: {
+        api_type: o.apiType ?? 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.05s', max_interval: o.maxBackOff ?? '0.4s' } } } }],
+      },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+    static_resources: { clusters: [staticCluster('xds-grpc', [[LOOPBACK, o.adsPort]], http2ProtocolOptions())] },
+  };
+}
+
 export function http2ProtocolOptions(http2Options: Json = {}): Json {
   return {
     typed_extension_protocol_options: {
