@@ -438,14 +438,8 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       cluster.stats.upstream_rq_pending_overflow.inc();
       return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', true);
     }
-    this.host = host;
     (this.attemptedHosts ??= []).push(host);
-    host.activeRequests++;
-    cluster.resources.requests++;
-    this.hostCounted = true;
-    cluster.stats.upstream_rq_total.inc();
-    cluster.stats.upstream_rq_active.inc();
-    this.upstreamStartMs = this.hcm.env.now();
+    this.claimHost(cluster, host);
     if (this.fmt !== undefined) this.fmt.upstreamRemoteAddress = host.id;
     const pool = cluster.newStream(host, this.down.head.protocol === 'HTTP/2', this);
     if (pool === undefined) {
@@ -643,6 +637,17 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
     t.unref();
   }
 
+  /** Counts a request against `host` and its cluster (requests breaker, upstream_rq_*); releaseHost undoes it. */
+  private claimHost(cluster: ClusterRuntime, host: UpstreamHost): void {
+    this.host = host;
+    host.activeRequests++;
+    cluster.resources.requests++;
+    this.hostCounted = true;
+    cluster.stats.upstream_rq_total.inc();
+    cluster.stats.upstream_rq_active.inc();
+    this.upstreamStartMs = this.hcm.env.now();
+  }
+
   private releaseHost(): void {
     if (!this.hostCounted) return;
     this.hostCounted = false;
@@ -767,13 +772,7 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       cluster.stats.upstream_cx_overflow.inc();
       return this.localReply(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', true);
     }
-    this.host = host;
-    host.activeRequests++;
-    cluster.resources.requests++;
-    this.hostCounted = true;
-    cluster.stats.upstream_rq_total.inc();
-    cluster.stats.upstream_rq_active.inc();
-    this.upstreamStartMs = this.hcm.env.now();
+    this.claimHost(cluster, host);
     cluster.resources.connections++;
     cluster.stats.upstream_cx_total.inc();
     cluster.stats.upstream_cx_active.inc();
