@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import type { HttpConnectionManagerFilter, HcmConfig } from './hcm.ts';
-import type { RequestHead, ResetReason, ServerStream, UpstreamStream } from './stream.ts';
+import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream, UpstreamStream } from './stream.ts';
 import { getHeader, hasHeader, removeHeader, setHeader, stripHopByHop, isGrpcContentType } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
 import type { RouteMatch, RouteRequest } from './route/route-table.ts';
@@ -138,6 +138,7 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
   private routeReq: RouteRequest | undefined;
   private filterIndex = 0;
   private encoders: FilterEncoder[] | null = null;
+  private metadata: Map<string, Record<string, unknown>> | null = null;
   /** Shadow requests (request_mirror_policies) still being fed the request body. */
   private shadows: ShadowRequest[] | null = null;
 
@@ -206,6 +207,21 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
 
   get matchedVirtualHost(): CompiledVirtualHost | undefined {
     return this.match?.virtualHost;
+  }
+
+  get conn(): DownstreamConnectionInfo {
+    return this.down.conn;
+  }
+
+  get dynamicMetadata(): Map<string, Record<string, unknown>> {
+    return (this.metadata ??= new Map());
+  }
+
+  clearRouteCache(): void {
+    const head = this.down.head;
+    const req: RouteRequest = { authority: head.authority, path: head.path, method: head.method, headers: head.headers, scheme: head.scheme, isTls: this.down.conn.isTls };
+    this.routeReq = req;
+    this.match = this.cfg.routes.match(req, this.hcm.env.random());
   }
 
   /** Runs the filters from `filterIndex`; false when one stopped the chain (or answered). */

@@ -7,7 +7,7 @@
  * continueDecoding() or sends a local reply. Here `decodeHeaders` returns true for Continue and false for
  * StopIteration, and the request (router.ts ActiveRequest) plays Envoy's StreamDecoderFilterCallbacks.
  */
-import type { RequestHead } from '../stream.ts';
+import type { DownstreamConnectionInfo, RequestHead } from '../stream.ts';
 import type { CompiledRoute, CompiledVirtualHost } from '../route/route-table.ts';
 import type { StatsStore } from '../../stats/store.ts';
 import type { Logger } from '../../../shared/log.ts';
@@ -21,6 +21,19 @@ export interface FilterRequest {
   readonly matchedVirtualHost: CompiledVirtualHost | undefined;
   /** content-type application/grpc*. */
   readonly isGrpc: boolean;
+  /** The downstream connection (addresses, TLS, SNI, original destination). */
+  readonly conn: DownstreamConnectionInfo;
+  /**
+   * Envoy's per-request dynamic metadata: filter namespace (`envoy.filters.http.jwt_authn`, `istio_authn`, …)
+   * → a JSON object (a google.protobuf.Struct as plain JSON). Filters write it for later filters to read
+   * (jwt_authn's payload_in_metadata for RBAC's metadata matchers). Created on first write.
+   */
+  readonly dynamicMetadata: Map<string, Record<string, unknown>>;
+  /**
+   * Matches the route again from the request head as it is now (Envoy's clearRouteCache after a filter edited
+   * headers the route table reads); `matchedRoute` and `matchedVirtualHost` follow.
+   */
+  clearRouteCache(): void;
   /** Resumes the filter chain after this filter's decodeHeaders returned false. */
   continueDecoding(): void;
   /**
