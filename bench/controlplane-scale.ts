@@ -153,6 +153,8 @@ const decodeDelta = (buf: Buffer): Received => {
 };
 const encodeWith = (type: typeof DiscoveryRequest) => (o: object): Buffer => Buffer.from(type.encode(type.fromObject(o)).finish());
 
+const ENVOY_WINDOW_BYTES = 256 * 1024 * 1024;
+
 /** One simulated proxy: its own connection and ADS stream; ACKs every response as it arrives. */
 class SimProxy {
   readonly node: { id: string; metadata: Record<string, unknown> };
@@ -169,7 +171,13 @@ class SimProxy {
     this.node = nodeOf(j);
     this.#mode = mode;
     // A connection of its own per proxy, as real sidecars have (grpc-js would share one subchannel otherwise).
-    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'grpc.max_receive_message_length': -1 });
+    // HTTP/2 windows as Envoy's xDS client has them (initial_stream_window_size and initial_connection_window_size
+    // default to 256 MiB): grpc-js' default 64 KiB window would make every response wait ~17 round trips.
+    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.max_receive_message_length': -1,
+      'grpc-node.flow_control_window': ENVOY_WINDOW_BYTES,
+    });
     this.synced = new Promise((resolve) => (this.#synced = resolve));
   }
 
@@ -218,9 +226,14 @@ function freePort(): Promise<number> {
 }
 
 async function cpuTicks(pid: number): Promise<number> {
+  const { user, system } = await cpuTicksSplit(pid);
+  return user + system;
+}
+
+async function cpuTicksSplit(pid: number): Promise<{ user: number; system: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+  return { user: Number(f[11]), system: Number(f[12]) }; // utime, stime (fields 14 and 15)
 }
 
 async function memory(pid: number): Promise<{ hwmMiB: number; rssMiB: number }> {
@@ -322,6 +335,8 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
     }
     const pushesBefore = pushes.length;
     const ticksBefore = await cpuTicks(pid);
+    const systemBefore = (await cpuTicksSplit(pid)).system;
+    const benchCpuBefore = process.cpuUsage();
     t0 = performance.now();
     if (c % 2 === 0) await writeFile(join(dir, `svc-${svc}.yaml`), serviceYaml(svc, 50));
     else await writeFile(join(dir, `extra-${svc}.yaml`), workloadEntryYaml(svc));
@@ -329,13 +344,16 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
     // The push's own log line comes after every snapshot is set; responses after it would be a second push.
     await waitFor(() => pushes.length > pushesBefore, 60_000, () => 'the push log line');
     const cpuMs = ((await cpuTicks(pid)) - ticksBefore) * (1000 / CLK_TCK);
+    const systemMs = ((await cpuTicksSplit(pid)).system - systemBefore) * (1000 / CLK_TCK);
+    const benchCpu = process.cpuUsage(benchCpuBefore);
+    const clientsCpuMs = (benchCpu.user + benchCpu.system) / 1000;
     const times = [...converged.values()].sort((a, b) => a - b);
     results.push({
       kind, p50Ms: quantile(times, 0.5), p99Ms: quantile(times, 0.99), maxMs: times.at(-1)!, bytes, responses, unexpected, cpuMs,
       pushLogMs: pushes.slice(pushesBefore).map((p) => p.ms),
     });
     const r = results.at(-1)!;
-    console.log(`[${mode}] ${kind.padEnd(20)} p50 ${r.p50Ms.toFixed(0).padStart(5)} ms  p99 ${r.p99Ms.toFixed(0).padStart(5)} ms  max ${r.maxMs.toFixed(0).padStart(5)} ms  ${mib(bytes).padStart(10)} in ${responses} responses (${unexpected} of other types)  control-plane CPU ${cpuMs.toFixed(0)} ms  push ${r.pushLogMs.join('+')} ms`);
+    console.log(`[${mode}] ${kind.padEnd(20)} p50 ${r.p50Ms.toFixed(0).padStart(5)} ms  p99 ${r.p99Ms.toFixed(0).padStart(5)} ms  max ${r.maxMs.toFixed(0).padStart(5)} ms  ${mib(bytes).padStart(10)} in ${responses} responses (${unexpected} of other types)  control-plane CPU ${cpuMs.toFixed(0)} ms (kernel ${systemMs.toFixed(0)})  clients CPU ${clientsCpuMs.toFixed(0)} ms  push ${r.pushLogMs.join('+')} ms`);
   }
   const cpuTotalMs = ((await cpuTicks(pid)) - cpuBefore) * (1000 / CLK_TCK);
   const mem = await memory(pid);

@@ -16,7 +16,7 @@ import { TYPE_URLS } from './type-urls.ts';
 const { cluster: CDS, endpoint: EDS, listener: LDS, route: RDS } = TYPE_URLS;
 const NODE = { id: 'node-1', cluster: 'test', user_agent_name: 'raw-test' };
 
-type Mutable = { [K in 'clusters' | 'endpoints' | 'listeners' | 'routes']-?: NonNullable<SnapshotResources[K]>[number][] };
+type Mutable = { [K in 'clusters' | 'endpoints' | 'listeners' | 'routes']-?: Extract<NonNullable<SnapshotResources[K]>, readonly unknown[]>[number][] };
 
 function base(): Mutable {
   return {

@@ -24,6 +24,48 @@ const base = () => ({
 });
 
 describe('createSnapshot', () => {
+  it('takes a type as a shared part plus a node\'s own: same resources, in name order, shared part checked once', () => {
+    const cache = new EncodingCache();
+    const shared = [edsCluster('a'), edsCluster('c')];
+    const endpoints = [loadAssignment('a', [{ port: 1001 }]), loadAssignment('b-eds', [{ port: 1002 }]), loadAssignment('c', [{ port: 1003 }])];
+    const layered = (own: ReturnType<typeof edsCluster>[]) =>
+      createSnapshot({ ...base(), endpoints, clusters: { shared, own } }, { cache });
+    const flat = createSnapshot({ ...base(), endpoints, clusters: [edsCluster('a'), edsCluster('b', { serviceName: 'b-eds' }), edsCluster('c')] });
+    const one = layered([edsCluster('b', { serviceName: 'b-eds' })]);
+    const got = one.ofType(TYPE_URLS.cluster).resources;
+    const want = flat.ofType(TYPE_URLS.cluster).resources;
+    assert.deepEqual([...got.keys()], ['a', 'b', 'c']);
+    assert.equal(got.size, 3);
+    assert.deepEqual([...got.values()].map((r) => r.version), [...want.values()].map((r) => r.version));
+    assert.equal(got.get('b')?.version, want.get('b')?.version);
+    assert.equal(got.has('c'), true);
+    assert.equal(got.has('z'), false);
+    // Another node of the class: the shared part's resources are the very same objects.
+    const two = layered([edsCluster('d', { serviceName: 'a' })]);
+    assert.equal(two.ofType(TYPE_URLS.cluster).resources.get('a'), got.get('a'));
+    assert.notEqual(two.version(TYPE_URLS.cluster), one.version(TYPE_URLS.cluster));
+    assert.equal(layered([edsCluster('b', { serviceName: 'b-eds' })]).version(TYPE_URLS.cluster), one.version(TYPE_URLS.cluster));
+    // No own part: the shared type itself.
+    assert.equal(layered([]).version(TYPE_URLS.cluster), createSnapshot({ ...base(), endpoints, clusters: shared }).version(TYPE_URLS.cluster));
+  });
+
+  it('refuses a layered type whose own part repeats a shared name or names a missing ClusterLoadAssignment', () => {
+    const cache = new EncodingCache();
+    const endpoints = [loadAssignment('a', [{ port: 1001 }]), loadAssignment('b-eds', [{ port: 1002 }])];
+    const shared = [edsCluster('a')];
+    const dup = thrown(() => createSnapshot({ ...base(), endpoints, clusters: { shared, own: [edsCluster('a')] } }, { cache })) as SnapshotError;
+    assert.ok(dup instanceof SnapshotError);
+    assert.match(dup.message, /clusters\.own\["a"\].*duplicate Cluster name "a" \(also in the shared part\)/);
+    const missing = thrown(() => createSnapshot({ ...base(), endpoints, clusters: { shared, own: [edsCluster('x')] } }, { cache })) as SnapshotError;
+    assert.match(missing.message, /ClusterLoadAssignment "x" is not in the snapshot/);
+    // The shared part's own problem is reported for every node, though it is checked once.
+    const bad = [edsCluster('nowhere')];
+    for (let i = 0; i < 2; i++) {
+      const e = thrown(() => createSnapshot({ ...base(), endpoints, clusters: { shared: bad, own: [edsCluster('b', { serviceName: 'b-eds' })] } }, { cache })) as SnapshotError;
+      assert.match(e.message, /ClusterLoadAssignment "nowhere" is not in the snapshot/);
+    }
+  });
+
   it('encodes every resource once, by name, with content-hash versions', () => {
     const s = createSnapshot(base());
     const clusters = s.ofType(TYPE_URLS.cluster).resources;

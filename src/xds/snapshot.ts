@@ -20,13 +20,27 @@ import type { HttpConnectionManager__Output } from './gen/envoy/extensions/filte
 import type { TcpProxy__Output } from './gen/envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy.ts';
 import { HCM_TYPE_URL, PUSH_ORDER, TCP_PROXY_TYPE_URL, TYPE_URLS, type ResourceTypeUrl } from './type-urls.ts';
 
+/**
+ * A type's resources in two parts: `shared` by many snapshots (a proxy class's outbound clusters, the same list
+ * object for every proxy of the class) and the node's `own` (its inbound clusters). The shared part is checked,
+ * encoded and hashed once (by list identity, with an {@link EncodingCache}); each node then costs only its own
+ * part. Names must not repeat across the parts.
+ */
+export interface LayeredList<T> {
+  readonly shared: readonly T[];
+  readonly own: readonly T[];
+}
+
+/** A type's resources: one list, or a {@link LayeredList}. */
+export type ResourceList<T> = readonly T[] | LayeredList<T>;
+
 /** The resources of a snapshot, in protobufjs `fromObject` form (the generated input types; `__Output` objects fit too). */
 export interface SnapshotResources {
-  clusters?: readonly Cluster[];
-  endpoints?: readonly ClusterLoadAssignment[];
-  listeners?: readonly Listener[];
-  routes?: readonly RouteConfiguration[];
-  secrets?: readonly Secret[];
+  clusters?: ResourceList<Cluster>;
+  endpoints?: ResourceList<ClusterLoadAssignment>;
+  listeners?: ResourceList<Listener>;
+  routes?: ResourceList<RouteConfiguration>;
+  secrets?: ResourceList<Secret>;
 }
 
 /** One resource as served: its name, its own content-hash version (delta xDS) and its encoding. */
@@ -203,81 +217,209 @@ export function createSnapshot(resources: SnapshotResources, opts: { cache?: Enc
   const cache = opts.cache;
   const diagnostics: Diagnostic[] = [];
   const types = new Map<ResourceTypeUrl, TypeSnapshot>();
+  const sharedClusters: { type: TypeSnapshot | undefined } = { type: undefined };
   for (const kind of KINDS) {
-    const list = resources[kind.field] ?? [];
-    const listHit = cache?.getList(kind.typeUrl, list);
-    if (listHit !== undefined) {
-      types.set(kind.typeUrl, listHit);
-      continue;
+    const list = (resources[kind.field] ?? []) as ResourceList<object>;
+    if (isLayered(list)) {
+      const shared = typeOfList(kind, list.shared, cache, diagnostics, 'shared');
+      if (kind.typeUrl === TYPE_URLS.cluster) sharedClusters.type = shared;
+      if (list.own.length === 0) {
+        types.set(kind.typeUrl, shared);
+        continue;
+      }
+      const own = typeOfList(kind, list.own, cache, diagnostics, 'own');
+      for (const name of own.resources.keys()) {
+        if (shared.resources.has(name)) diagnostics.push(error(`${kind.field}.own["${name}"]`, `duplicate ${shortKind(kind.typeUrl)} name "${name}" (also in the shared part)`));
+      }
+      types.set(kind.typeUrl, { version: hashVersions(shared.version, own.version), resources: new LayeredMap(shared.resources, own.resources) });
+    } else {
+      types.set(kind.typeUrl, typeOfList(kind, list, cache, diagnostics, undefined));
     }
-    const errorsBefore = diagnostics.length;
-    const items = new Map<string, SnapshotResource>();
-    list.forEach((resource, i) => {
-      const path = `${kind.field}[${i}]`;
-      const name = kind.nameOf(resource as Record<string, unknown>);
-      if (typeof name !== 'string' || name === '') {
-        diagnostics.push(error(`${path}.${kind.nameField}`, 'a resource needs a non-empty name'));
-        return;
-      }
-      if (items.has(name)) {
-        diagnostics.push(error(`${path}.${kind.nameField}`, `duplicate ${shortKind(kind.typeUrl)} name "${name}"`));
-        return;
-      }
-      const same = cache?.getByObject(kind.typeUrl, resource);
-      if (same !== undefined) {
-        items.set(name, same);
-        return;
-      }
-      const key = cache !== undefined ? `${kind.typeUrl}\n${JSON.stringify(resource)}` : undefined;
-      const hit = key !== undefined ? cache!.get(key) : undefined;
-      if (hit !== undefined) {
-        items.set(name, hit);
-        cache!.setByObject(kind.typeUrl, resource, hit);
-        return;
-      }
-      let any: PackedAny;
-      try {
-        any = packAny(kind.typeUrl, resource);
-      } catch (err) {
-        diagnostics.push(error(path, `cannot encode ${shortKind(kind.typeUrl)} "${name}": ${(err as Error).message}`));
-        return;
-      }
-      const encoded: SnapshotResource = { name, version: hashBytes(any.value), any };
-      items.set(name, encoded);
-      if (key !== undefined) {
-        cache!.set(key, encoded);
-        cache!.setByObject(kind.typeUrl, resource, encoded);
-      }
-    });
-    const sorted = [...items.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const type: TypeSnapshot = { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) };
-    types.set(kind.typeUrl, type);
-    // Only a clean list is remembered, so a list with problems reports them every time.
-    if (cache !== undefined && diagnostics.length === errorsBefore) cache.setList(kind.typeUrl, list, type);
   }
 
   const listenerClusters = new Map<string, readonly string[]>();
   const routes = types.get(TYPE_URLS.route)!.resources;
   const endpoints = types.get(TYPE_URLS.endpoint)!.resources;
   for (const r of types.get(TYPE_URLS.listener)!.resources.values()) {
-    const refs = listenerReferences(r, diagnostics);
+    const refs = listenerReferencesOf(r, diagnostics);
     listenerClusters.set(r.name, refs.clusters);
     for (const ref of refs.routes) {
       if (!routes.has(ref.name)) diagnostics.push(error(ref.path, `RouteConfiguration "${ref.name}" is not in the snapshot`));
     }
   }
-  for (const r of types.get(TYPE_URLS.cluster)!.resources.values()) {
-    const eds = edsNameOf(r);
-    if (eds === null) continue;
-    if (!endpoints.has(eds.name)) diagnostics.push(error(`clusters["${r.name}"]${eds.field}`, `ClusterLoadAssignment "${eds.name}" is not in the snapshot`));
+  const endpointType = types.get(TYPE_URLS.endpoint)!;
+  const clusterType = types.get(TYPE_URLS.cluster)!;
+  const shared = sharedClusters.type;
+  if (shared !== undefined) {
+    // The shared part against this endpoint type is checked once (a class's clusters and endpoints are the same
+    // TypeSnapshots for every proxy of the class); the node's own part every time.
+    let byEndpoints = edsChecks.get(shared);
+    if (byEndpoints === undefined) edsChecks.set(shared, (byEndpoints = new WeakMap()));
+    let found = byEndpoints.get(endpointType);
+    if (found === undefined) byEndpoints.set(endpointType, (found = missingEds(shared.resources.values(), endpoints)));
+    diagnostics.push(...found);
+    if (clusterType !== shared) diagnostics.push(...missingEds((clusterType.resources as LayeredMap).own.values(), endpoints));
+  } else {
+    diagnostics.push(...missingEds(clusterType.resources.values(), endpoints));
   }
   if (diagnostics.some((d) => d.severity === 'error')) throw new SnapshotError(diagnostics);
   return new Snapshot(types, listenerClusters);
 }
 
+function isLayered<T>(list: ResourceList<T>): list is LayeredList<T> {
+  return !Array.isArray(list);
+}
+
+/**
+ * One list of a type as a TypeSnapshot: names checked, each resource encoded (or found in the cache). `part`
+ * names the layer in diagnostic paths. With a cache, a clean list is remembered by identity.
+ */
+function typeOfList(kind: Prepared, list: readonly object[], cache: EncodingCache | undefined, diagnostics: Diagnostic[], part: 'shared' | 'own' | undefined): TypeSnapshot {
+  const listHit = cache?.getList(kind.typeUrl, list);
+  if (listHit !== undefined) return listHit;
+  const field = part === undefined ? kind.field : `${kind.field}.${part}`;
+  const errorsBefore = diagnostics.length;
+  const items = new Map<string, SnapshotResource>();
+  list.forEach((resource, i) => {
+    const path = `${field}[${i}]`;
+    const name = kind.nameOf(resource as Record<string, unknown>);
+    if (typeof name !== 'string' || name === '') {
+      diagnostics.push(error(`${path}.${kind.nameField}`, 'a resource needs a non-empty name'));
+      return;
+    }
+    if (items.has(name)) {
+      diagnostics.push(error(`${path}.${kind.nameField}`, `duplicate ${shortKind(kind.typeUrl)} name "${name}"`));
+      return;
+    }
+    const same = cache?.getByObject(kind.typeUrl, resource);
+    if (same !== undefined) {
+      items.set(name, same);
+      return;
+    }
+    // RouteConfigurations are keyed by identity only: one holds every service's virtual host (a MiB at 1,000
+    // services), so its JSON costs as much as encoding it, and an edit of any route changes it anyway.
+    const key = cache !== undefined && kind.typeUrl !== TYPE_URLS.route ? `${kind.typeUrl}\n${JSON.stringify(resource)}` : undefined;
+    const hit = key !== undefined ? cache!.get(key) : undefined;
+    if (hit !== undefined) {
+      items.set(name, hit);
+      cache!.setByObject(kind.typeUrl, resource, hit);
+      return;
+    }
+    let any: PackedAny;
+    try {
+      any = packAny(kind.typeUrl, resource);
+    } catch (err) {
+      diagnostics.push(error(path, `cannot encode ${shortKind(kind.typeUrl)} "${name}": ${(err as Error).message}`));
+      return;
+    }
+    const encoded: SnapshotResource = { name, version: hashBytes(any.value), any };
+    items.set(name, encoded);
+    if (cache !== undefined) {
+      if (key !== undefined) cache.set(key, encoded);
+      cache.setByObject(kind.typeUrl, resource, encoded);
+    }
+  });
+  const sorted = [...items.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const type: TypeSnapshot = { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) };
+  // Only a clean list is remembered, so a list with problems reports them every time.
+  if (cache !== undefined && diagnostics.length === errorsBefore) cache.setList(kind.typeUrl, list, type);
+  return type;
+}
+
+/**
+ * The resources of a layered type: the shared part's map and the node's own, read through without copying the
+ * shared one (thousands of clusters per class). Both maps are sorted by name; iteration merges them, so it is
+ * sorted by name like a plain type's.
+ */
+class LayeredMap implements ReadonlyMap<string, SnapshotResource> {
+  readonly shared: ReadonlyMap<string, SnapshotResource>;
+  readonly own: ReadonlyMap<string, SnapshotResource>;
+
+  constructor(shared: ReadonlyMap<string, SnapshotResource>, own: ReadonlyMap<string, SnapshotResource>) {
+    this.shared = shared;
+    this.own = own;
+  }
+
+  get size(): number {
+    return this.shared.size + this.own.size;
+  }
+
+  get(key: string): SnapshotResource | undefined {
+    return this.own.get(key) ?? this.shared.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.own.has(key) || this.shared.has(key);
+  }
+
+  forEach(fn: (value: SnapshotResource, key: string, map: ReadonlyMap<string, SnapshotResource>) => void): void {
+    for (const [k, v] of this.entries()) fn(v, k, this);
+  }
+
+  *entries(): MapIterator<[string, SnapshotResource]> {
+    const a = this.shared.values();
+    const b = this.own.values();
+    let x = a.next();
+    let y = b.next();
+    while (!x.done || !y.done) {
+      if (y.done || (!x.done && x.value.name < y.value.name)) {
+        yield [x.value!.name, x.value!];
+        x = a.next();
+      } else {
+        yield [y.value.name, y.value];
+        y = b.next();
+      }
+    }
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  *values(): MapIterator<SnapshotResource> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, SnapshotResource]> {
+    return this.entries();
+  }
+}
+
+/** The version of a layered type: a hash of its parts' versions. */
+function hashVersions(shared: string, own: string): string {
+  return createHash('sha256').update(`layered:${shared}:${own}`).digest('hex').slice(0, 16);
+}
+
 interface ListenerRefs {
   routes: { name: string; path: string }[];
   clusters: string[];
+}
+
+/** References of encoded listeners, so a listener shared by many snapshots is decoded once. */
+const listenerRefs = new WeakMap<SnapshotResource, { refs: ListenerRefs; diagnostics: Diagnostic[] }>();
+
+function listenerReferencesOf(r: SnapshotResource, diagnostics: Diagnostic[]): ListenerRefs {
+  let hit = listenerRefs.get(r);
+  if (hit === undefined) {
+    const own: Diagnostic[] = [];
+    hit = { refs: listenerReferences(r, own), diagnostics: own };
+    listenerRefs.set(r, hit);
+  }
+  diagnostics.push(...hit.diagnostics);
+  return hit.refs;
+}
+
+/** Shared cluster TypeSnapshot → endpoint TypeSnapshot → the EDS names missing (see createSnapshot). */
+const edsChecks = new WeakMap<TypeSnapshot, WeakMap<TypeSnapshot, Diagnostic[]>>();
+
+function missingEds(clusters: Iterable<SnapshotResource>, endpoints: ReadonlyMap<string, SnapshotResource>): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const r of clusters) {
+    const eds = edsNameOf(r);
+    if (eds === null) continue;
+    if (!endpoints.has(eds.name)) out.push(error(`clusters["${r.name}"]${eds.field}`, `ClusterLoadAssignment "${eds.name}" is not in the snapshot`));
+  }
+  return out;
 }
 
 function listenerReferences(r: SnapshotResource, diagnostics: Diagnostic[]): ListenerRefs {

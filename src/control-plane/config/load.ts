@@ -65,11 +65,19 @@ export function listConfigFiles(paths: readonly string[]): { files: string[]; di
   return { files, diagnostics };
 }
 
+type ParsedFile = ReturnType<typeof parseDocuments>;
+
+/**
+ * Parsed files by path, with the text they were parsed from: a reload re-parses only files whose text changed
+ * (YAML parsing was ~8 % of a push's CPU at 1,000 files when one changed). Parsed documents are never mutated.
+ */
+export type ParseCache = Map<string, { text: string; parsed: ParsedFile }>;
+
 /**
  * Reads, parses and validates config from files and folders (see {@link listConfigFiles}). Never throws for bad
  * config: problems come back as diagnostics.
  */
-export function loadConfig(paths: readonly string[]): LoadedConfig {
+export function loadConfig(paths: readonly string[], cache?: ParseCache): LoadedConfig {
   const { files, diagnostics } = listConfigFiles(paths);
   const hash = createHash('sha256');
   const documents: RawDocument[] = [];
@@ -82,9 +90,19 @@ export function loadConfig(paths: readonly string[]): LoadedConfig {
       continue;
     }
     hash.update(file).update('\0').update(text).update('\0');
-    const parsed = parseDocuments(text, file);
+    let parsed: ParsedFile;
+    const hit = cache?.get(file);
+    if (hit !== undefined && hit.text === text) parsed = hit.parsed;
+    else {
+      parsed = parseDocuments(text, file);
+      cache?.set(file, { text, parsed });
+    }
     documents.push(...parsed.documents);
     diagnostics.push(...parsed.diagnostics);
+  }
+  if (cache !== undefined) {
+    const present = new Set(files);
+    for (const file of cache.keys()) if (!present.has(file)) cache.delete(file);
   }
   const validated = validateDocuments(documents);
   diagnostics.push(...validated.diagnostics);

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Diagnostic } from '../../shared/errors.ts';
 import { loadConfig, watchConfigPaths } from './load.ts';
-import type { LoadedConfig } from './load.ts';
+import type { LoadedConfig, ParseCache } from './load.ts';
 import type { ConfigModel } from './model.ts';
 
 export interface ConfigWatcherOptions {
@@ -37,6 +37,8 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #timer: NodeJS.Timeout | undefined;
   #stop: (() => void) | undefined;
 
+  readonly #parsed: ParseCache = new Map();
+
   constructor(o: ConfigWatcherOptions) {
     super();
     this.#paths = o.paths;
@@ -59,7 +61,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
    * (valid or unchanged).
    */
   reload(): boolean {
-    const loaded = loadConfig(this.#paths);
+    const loaded = loadConfig(this.#paths, this.#parsed);
     if (loaded.digest === this.#lastDigest) return this.#current?.digest === loaded.digest;
     this.#lastDigest = loaded.digest;
     if (loaded.diagnostics.some((d) => d.severity === 'error')) {
