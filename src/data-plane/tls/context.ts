@@ -54,6 +54,12 @@ export interface TlsContextOptions {
    * delivered by SDS. Without it, SDS references are a config error.
    */
   lookupSecret?: (name: string) => Secret__Output | undefined;
+  /**
+   * The peer must be an X.509-SVID of this trust domain (set when the validation context is the mesh trust
+   * bundle, SDS `ROOTCA` from the workload agent): its leaf carries exactly one URI SAN, a SPIFFE ID in this
+   * trust domain, and is not a CA certificate (SPIFFE X509-SVID §2, §4.1; Envoy's SPIFFE validator does the same).
+   */
+  spiffeTrustDomain?: string;
 }
 
 /** A compiled DownstreamTlsContext: what a listener needs to terminate TLS on a filter chain. */
@@ -149,7 +155,7 @@ export function createDownstreamTls(
   const rejectUnauthorized = requireClientCertificate && v !== undefined && v.verifyChain && !v.allowExpired;
   const requireSni = ctx.require_sni?.value === true;
   const alpn = common.alpn;
-  const verifier = new PeerVerifier(v, requireClientCertificate, requireSni);
+  const verifier = new PeerVerifier(v, requireClientCertificate, requireSni, options.spiffeTrustDomain);
   return {
     secureContextOptions: common.contextOptions,
     secureContext,
@@ -193,7 +199,7 @@ export function createUpstreamTls(
   if (diags.length > 0 || !secureContext) throw new ConfigError(diags, 'UpstreamTlsContext');
 
   const v = common.validation;
-  const verifier = new PeerVerifier(v, v !== undefined && v.hasPeerChecks, false);
+  const verifier = new PeerVerifier(v, v !== undefined && v.hasPeerChecks, false, options.spiffeTrustDomain);
   const serverName = ctx.sni === '' ? undefined : ctx.sni;
   const rejectUnauthorized = v !== undefined && v.verifyChain && !v.allowExpired;
   const checkServerIdentity = (_host: string, cert: tls.PeerCertificate): Error | undefined => {
@@ -562,11 +568,13 @@ class PeerVerifier {
   readonly #v: CompiledValidation | undefined;
   readonly #requireCert: boolean;
   readonly #requireSni: boolean;
+  readonly #spiffeTrustDomain: string | undefined;
 
-  constructor(v: CompiledValidation | undefined, requireCert: boolean, requireSni: boolean) {
+  constructor(v: CompiledValidation | undefined, requireCert: boolean, requireSni: boolean, spiffeTrustDomain?: string) {
     this.#v = v;
     this.#requireCert = requireCert;
     this.#requireSni = requireSni;
+    this.#spiffeTrustDomain = v !== undefined ? spiffeTrustDomain : undefined;
   }
 
   verify(peer: tls.TLSSocket | tls.PeerCertificate): PeerFailure | undefined {
@@ -594,6 +602,10 @@ class PeerVerifier {
   verifyCertificate(cert: tls.PeerCertificate): PeerFailure | undefined {
     const v = this.#v;
     if (v === undefined) return undefined;
+    if (this.#spiffeTrustDomain !== undefined) {
+      const bad = checkSvid(cert, this.#spiffeTrustDomain);
+      if (bad !== undefined) return bad;
+    }
     if (v.sanMatchers.length > 0 && !matchesAnySan(v.sanMatchers, parseSubjectAltNames(cert.subjectaltname))) {
       return { stat: 'fail_verify_san', message: 'verify cert failed: SAN matcher' };
     }
@@ -643,6 +655,19 @@ export function handshakeFailureStat(err: Error): PeerFailureStat {
     return 'fail_verify_error';
   }
   return 'connection_error';
+}
+
+/** The peer leaf is an X.509-SVID of `trustDomain`: one URI SAN, `spiffe://<trustDomain>/...`, not a CA. */
+export function checkSvid(cert: tls.PeerCertificate, trustDomain: string): PeerFailure | undefined {
+  if (cert.ca === true) return { stat: 'fail_verify_error', message: 'verify cert failed: SPIFFE leaf is a CA certificate' };
+  const uris = parseSubjectAltNames(cert.subjectaltname).filter((s) => s.type === 'URI');
+  if (uris.length !== 1) return { stat: 'fail_verify_san', message: `verify cert failed: an X.509-SVID has exactly one URI SAN (found ${uris.length})` };
+  const id = uris[0].value;
+  const prefix = `spiffe://${trustDomain}/`;
+  if (!id.startsWith(prefix) || id.length === prefix.length) {
+    return { stat: 'fail_verify_san', message: `verify cert failed: SPIFFE ID ${JSON.stringify(id)} is not in trust domain ${trustDomain}` };
+  }
+  return undefined;
 }
 
 function spkiHash(der: Buffer): string {
