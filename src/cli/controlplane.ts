@@ -16,12 +16,33 @@ import { createSnapshot, EncodingCache, SnapshotError, type Snapshot } from '../
 import { createDebouncer } from '../xds/debounce.ts';
 import { formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../shared/log.ts';
+import * as grpc from '@grpc/grpc-js';
+import { loadCa, type SigningCa } from '../control-plane/ca/root.ts';
+import { TokenStore } from '../control-plane/ca/tokens.ts';
+import { addCaService } from '../control-plane/ca/service.ts';
+import { SloopError } from '../shared/errors.ts';
+import type { Secret } from '../xds/gen/envoy/extensions/transport_sockets/tls/v3/Secret.ts';
 
 export interface ControlPlaneCliOptions {
   configDir: string;
   xdsAddress: string;
   logLevel: string;
+  /**
+   * The CA (docs/identity.md): its state directory (self-signed root, bootstrap tokens). Without it (and without
+   * `caCertsDir`) the control plane runs no CA.
+   */
+  caDir?: string;
+  /** An operator's CA in Istio's `cacerts` layout, instead of a self-signed root (tokens still live in caDir). */
+  caCertsDir?: string;
+  trustDomain?: string;
+  /** Longest workload certificate lifetime issued (default 90 days); longer requests are clamped. */
+  maxCertTtlS?: number;
+  /** Lifetime when a request names none (default 24 h). */
+  defaultCertTtlS?: number;
 }
+
+/** Istio's SDS name of the mesh trust bundle, which every proxy's ISTIO_MUTUAL contexts validate peers with. */
+const ROOT_SECRET_NAME = 'ROOTCA';
 
 /** Why a push happens; merged while debouncing. */
 interface PushReason {
@@ -62,7 +83,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     const built = buildProxyConfig(push, proxy);
     reportPush(built.diagnostics);
     try {
-      return createSnapshot(built.resources, { cache: encodings });
+      const r = built.resources;
+      return createSnapshot({ ...built.layers, routes: r.routes, endpoints: r.endpoints, ...(rootSecrets ? { secrets: rootSecrets } : {}) }, { cache: encodings });
     } catch (err) {
       // An inconsistent snapshot is a translation bug: keep the node on its previous snapshot.
       if (err instanceof SnapshotError) {
@@ -103,6 +125,27 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     proxies.set(proxy.id, proxy);
     return proxy;
   };
+
+  // The CA, when configured: issues workload certificates (CreateCertificate, same port as ADS) and serves its
+  // trust bundle as the Secret `ROOTCA` in every snapshot, so a root change reaches every proxy over ADS.
+  let ca: SigningCa | undefined;
+  let tokens: TokenStore | undefined;
+  let rootSecrets: Secret[] | undefined;
+  if (o.caDir !== undefined || o.caCertsDir !== undefined) {
+    const stateDir = o.caDir ?? o.caCertsDir!;
+    try {
+      ca = await loadCa({ stateDir, operatorCertsDir: o.caCertsDir, trustDomain: o.trustDomain, nowMs: Date.now });
+      tokens = await TokenStore.open({ dir: stateDir, trustDomain: ca.trustDomain });
+    } catch (err) {
+      if (err instanceof SloopError) {
+        process.stderr.write(`sloop controlplane: ${err.message}\n`);
+        return 1;
+      }
+      throw err;
+    }
+    rootSecrets = [{ name: ROOT_SECRET_NAME, validation_context: { trusted_ca: { inline_string: ca.rootsPem.map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('') } } }];
+    log.info({ source: ca.source, trustDomain: ca.trustDomain, dir: stateDir, tokens: tokens.size }, 'CA ready');
+  }
 
   const cache = new SnapshotCache({
     // A node that connects gets its config at once; the others are re-pushed (debounced), since a new workload
@@ -145,8 +188,21 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   watcher.on('error', (err) => log.error({ err }, 'config watch failed'));
 
   let port: number;
+  // ADS and the CA share one gRPC server and port (istiod serves both on 15012; plaintext here, like 15010).
+  const grpcServer = new grpc.Server();
+  server.addTo(grpcServer);
+  if (ca !== undefined && tokens !== undefined) {
+    addCaService(grpcServer, ca, tokens, {
+      log,
+      nowMs: Date.now,
+      maxTtlMs: o.maxCertTtlS !== undefined ? o.maxCertTtlS * 1000 : undefined,
+      defaultTtlMs: o.defaultCertTtlS !== undefined ? o.defaultCertTtlS * 1000 : undefined,
+    });
+  }
   try {
-    port = await server.listen(o.xdsAddress);
+    port = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync(o.xdsAddress, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
   } catch (err) {
     process.stderr.write(`sloop controlplane: cannot listen on ${o.xdsAddress}: ${(err as Error).message}\n`);
     return 1;
@@ -162,5 +218,30 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   debouncer.cancel();
   watcher.close();
   await server.close();
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      grpcServer.forceShutdown();
+      resolve();
+    }, 1_000);
+    grpcServer.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   return 0;
+}
+
+/** `sloop token`: mints a bootstrap token into a CA directory's token store and prints it (the only time it is shown). */
+export async function runToken(o: { caDir: string; namespace: string; serviceAccount: string }): Promise<number> {
+  try {
+    const store = await TokenStore.open({ dir: o.caDir });
+    process.stdout.write(`${await store.mint({ namespace: o.namespace, serviceAccount: o.serviceAccount })}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof SloopError) {
+      process.stderr.write(`sloop token: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
 }

@@ -1,7 +1,7 @@
 /** `sloop` — the one CLI. The only place that reads process.env or exits. */
 import { Command, Option } from 'commander';
 import { runAnalyze } from './analyze.ts';
-import { runControlPlane } from './controlplane.ts';
+import { runControlPlane, runToken } from './controlplane.ts';
 import { runDemo } from './demo.ts';
 import { runProxy } from './proxy.ts';
 import { runUp } from './up.ts';
@@ -17,8 +17,25 @@ program
   .addOption(new Option('-l, --log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('info'))
   .option('--drain-time-s <seconds>', 'on SIGTERM, how long in-flight requests may take to finish', '30')
   .addOption(new Option('--mode <mode>', 'serve, or validate the bootstrap and exit (as Envoy\'s --mode validate)').choices(['serve', 'validate']).default('serve'))
-  .action(async (o: { config: string; logLevel: string; drainTimeS: string; mode: string }) => {
-    process.exitCode = await runProxy({ configPath: o.config, logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS), mode: o.mode as 'serve' | 'validate' });
+  .option('--ca-address <host:port>', 'run the workload agent: get and renew this workload\'s certificate (SDS `default`, `ROOTCA`) from this CA')
+  .option('--token-file <path>', 'the bootstrap token for --ca-address (`sloop token`)')
+  .option('--trust-domain <domain>', 'trust domain of the workload\'s SPIFFE ID (default: node metadata TRUST_DOMAIN, else cluster.local)')
+  .option('--namespace <ns>', 'workload namespace (default: node metadata NAMESPACE)')
+  .option('--service-account <sa>', 'workload service account (default: node metadata SERVICE_ACCOUNT)')
+  .option('--cert-ttl-s <seconds>', 'requested certificate lifetime (default: the CA\'s, 24 h)')
+  .action(async (o: { config: string; logLevel: string; drainTimeS: string; mode: string; caAddress?: string; tokenFile?: string; trustDomain?: string; namespace?: string; serviceAccount?: string; certTtlS?: string }) => {
+    process.exitCode = await runProxy({
+      configPath: o.config,
+      logLevel: o.logLevel,
+      drainTimeS: Number(o.drainTimeS),
+      mode: o.mode as 'serve' | 'validate',
+      caAddress: o.caAddress,
+      tokenFile: o.tokenFile,
+      trustDomain: o.trustDomain,
+      namespace: o.namespace,
+      serviceAccount: o.serviceAccount,
+      certTtlS: o.certTtlS === undefined ? undefined : Number(o.certTtlS),
+    });
   });
 
 program
@@ -45,8 +62,32 @@ program
   .requiredOption('--config <dir>', 'folder of Istio and Kubernetes YAML/JSON (read recursively, watched)')
   .option('--xds-address <host:port>', 'where the ADS gRPC server listens (istiod\'s plaintext xDS port)', '127.0.0.1:15010')
   .addOption(new Option('-l, --log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('info'))
-  .action(async (o: { config: string; xdsAddress: string; logLevel: string }) => {
-    process.exitCode = await runControlPlane({ configDir: o.config, xdsAddress: o.xdsAddress, logLevel: o.logLevel });
+  .option('--ca-dir <dir>', 'run the CA (IstioCertificateService on the xDS port): its state directory — self-signed root (created on first start) and bootstrap tokens')
+  .option('--ca-certs <dir>', 'sign with an operator CA in Istio\'s cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) instead of a self-signed root')
+  .option('--trust-domain <domain>', 'the CA\'s trust domain', 'cluster.local')
+  .option('--max-cert-ttl-s <seconds>', 'longest workload certificate lifetime; longer requests are clamped (default 90 days)')
+  .option('--default-cert-ttl-s <seconds>', 'workload certificate lifetime when a request names none (default 24 h)')
+  .action(async (o: { config: string; xdsAddress: string; logLevel: string; caDir?: string; caCerts?: string; trustDomain: string; maxCertTtlS?: string; defaultCertTtlS?: string }) => {
+    process.exitCode = await runControlPlane({
+      configDir: o.config,
+      xdsAddress: o.xdsAddress,
+      logLevel: o.logLevel,
+      caDir: o.caDir,
+      caCertsDir: o.caCerts,
+      trustDomain: o.trustDomain,
+      maxCertTtlS: o.maxCertTtlS === undefined ? undefined : Number(o.maxCertTtlS),
+      defaultCertTtlS: o.defaultCertTtlS === undefined ? undefined : Number(o.defaultCertTtlS),
+    });
+  });
+
+program
+  .command('token')
+  .description('mint a bootstrap token for one workload identity in a CA directory (`sloop proxy --token-file`); prints it once')
+  .requiredOption('--ca-dir <dir>', 'the control plane\'s --ca-dir')
+  .requiredOption('--namespace <ns>', 'workload namespace')
+  .requiredOption('--service-account <sa>', 'workload service account')
+  .action(async (o: { caDir: string; namespace: string; serviceAccount: string }) => {
+    process.exitCode = await runToken({ caDir: o.caDir, namespace: o.namespace, serviceAccount: o.serviceAccount });
   });
 
 program

@@ -5,22 +5,74 @@ import { loadBootstrap } from '../data-plane/bootstrap.ts';
 import { ProxyServer } from '../data-plane/server.ts';
 import { ConfigError, SloopError, formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { createLogger, type LogLevel } from '../shared/log.ts';
+import { SecretManager } from '../data-plane/tls/secrets.ts';
+import { WorkloadAgent } from '../data-plane/agent/agent.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../control-plane/ca/spiffe.ts';
+import type { Bootstrap__Output } from '../xds/gen/envoy/config/bootstrap/v3/Bootstrap.ts';
 
 export interface ProxyCliOptions {
   configPath: string;
   logLevel: string;
   drainTimeS: number;
   mode: 'serve' | 'validate';
+  /** The workload agent (docs/identity.md): the CA's `host:port`; without it there is no agent. */
+  caAddress?: string;
+  /** File holding the bootstrap token (re-read on each certificate request). */
+  tokenFile?: string;
+  /** Defaults: node metadata TRUST_DOMAIN, else cluster.local. */
+  trustDomain?: string;
+  /** Defaults: node metadata NAMESPACE and SERVICE_ACCOUNT (Istio's keys). */
+  namespace?: string;
+  serviceAccount?: string;
+  /** Requested certificate lifetime in seconds (0: the CA's default). */
+  certTtlS?: number;
+}
+
+/** A string field of the bootstrap's node metadata (google.protobuf.Struct). */
+function nodeMetadata(b: Bootstrap__Output, key: string): string | undefined {
+  const v = (b.node?.metadata as { fields?: Record<string, { string_value?: string; kind?: string }> } | null | undefined)?.fields?.[key];
+  return v?.kind === 'string_value' && v.string_value ? v.string_value : undefined;
+}
+
+/** The workload agent from flags and node metadata; throws SloopError on a missing identity or token file. */
+function createAgent(o: ProxyCliOptions, bootstrap: Bootstrap__Output, secrets: SecretManager, log: ReturnType<typeof createLogger>): WorkloadAgent {
+  const namespace = o.namespace ?? nodeMetadata(bootstrap, 'NAMESPACE');
+  const serviceAccount = o.serviceAccount ?? nodeMetadata(bootstrap, 'SERVICE_ACCOUNT');
+  if (!namespace || !serviceAccount) {
+    throw new SloopError('SLOOP_ERR_CLI_USAGE', '--ca-address needs the workload identity: --namespace and --service-account, or node metadata NAMESPACE and SERVICE_ACCOUNT');
+  }
+  if (!o.tokenFile) throw new SloopError('SLOOP_ERR_CLI_USAGE', '--ca-address needs --token-file (the bootstrap token the control plane minted)');
+  const tokenFile = o.tokenFile;
+  const readToken = (): string => readFileSync(tokenFile, 'utf8').trim();
+  try {
+    readToken();
+  } catch (err) {
+    throw new SloopError('SLOOP_ERR_CLI_USAGE', `cannot read --token-file ${tokenFile}: ${(err as Error).message}`, { cause: err });
+  }
+  return new WorkloadAgent({
+    caAddress: o.caAddress!,
+    token: readToken,
+    trustDomain: o.trustDomain ?? nodeMetadata(bootstrap, 'TRUST_DOMAIN') ?? DEFAULT_TRUST_DOMAIN,
+    identity: { namespace, serviceAccount },
+    secrets,
+    log,
+    ttlSeconds: o.certTtlS ?? 0,
+    metadata: bootstrap.node?.id ? { WorkloadName: bootstrap.node.id } : undefined,
+  });
 }
 
 /** Returns the process exit code. */
 export async function runProxy(o: ProxyCliOptions): Promise<number> {
   const log = createLogger((o.logLevel === 'off' ? 'silent' : o.logLevel) as LogLevel);
   let server: ProxyServer;
+  let agent: WorkloadAgent | undefined;
   try {
     const { bootstrap, warnings } = loadBootstrap(o.configPath);
     for (const w of warnings) process.stderr.write(`warning: ${formatDiagnostic(w)}\n`);
-    server = new ProxyServer(bootstrap, { log, configPath: o.configPath, drainTimeMs: Math.max(0, o.drainTimeS) * 1000 });
+    const secrets = new SecretManager();
+    // The agent reserves its secret names before the config is compiled, so TLS contexts using them warm.
+    if (o.caAddress !== undefined) agent = createAgent(o, bootstrap, secrets, log);
+    server = new ProxyServer(bootstrap, { log, configPath: o.configPath, drainTimeMs: Math.max(0, o.drainTimeS) * 1000, secrets });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sloop proxy: ${o.configPath}: invalid bootstrap\n`);
@@ -39,12 +91,15 @@ export async function runProxy(o: ProxyCliOptions): Promise<number> {
     throw err;
   }
   if (o.mode === 'validate') {
+    agent?.close();
     process.stdout.write(`configuration '${o.configPath}' OK\n`);
     return 0;
   }
+  agent?.start();
   try {
     await server.start();
   } catch (err) {
+    agent?.close();
     process.stderr.write(`sloop proxy: ${(err as Error).message}\n`);
     return 1;
   }
@@ -56,6 +111,7 @@ export async function runProxy(o: ProxyCliOptions): Promise<number> {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
   await server.done;
+  agent?.close();
   return 0;
 }
 

@@ -25,6 +25,18 @@ export function configDump(server: ProxyServer, opts: { resource?: string; mask?
     dumps.push(['envoy.admin.v3.RoutesConfigDump', dyn.routes]);
     if (dyn.endpoints !== undefined) dumps.push(['envoy.admin.v3.EndpointsConfigDump', dyn.endpoints]);
   }
+  // Secrets (SDS), last as in Envoy: static from the bootstrap, dynamic from the workload agent or ADS; keys redacted.
+  const secretAny = (s: object): object => packAny(T + 'envoy.extensions.transport_sockets.tls.v3.Secret', s);
+  const ts = (ms: number): object => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
+  const secrets = server.secrets.dump();
+  dumps.push([
+    'envoy.admin.v3.SecretsConfigDump',
+    {
+      static_secrets: secrets.filter((s) => s.source === 'static' && s.secret).map((s) => ({ name: s.name, last_updated: ts(s.updatedMs), secret: secretAny(s.secret!) })),
+      dynamic_active_secrets: secrets.filter((s) => s.source !== 'static' && s.secret).map((s) => ({ name: s.name, version_info: s.version, last_updated: ts(s.updatedMs), secret: secretAny(s.secret!) })),
+      dynamic_warming_secrets: secrets.filter((s) => s.secret === undefined).map((s) => ({ name: s.name })),
+    },
+  ]);
   const configs = dumps.map(([name, obj]) => packAny(T + name, obj));
   const json = encodeProtoJson(lookupMessage('envoy.admin.v3.ConfigDump')!, { configs }) as { configs?: Record<string, unknown>[] };
   if (opts.resource === undefined) return json;

@@ -24,6 +24,8 @@ import type { Listener__Output } from '../xds/gen/envoy/config/listener/v3/Liste
 import type { RouteConfiguration__Output } from '../xds/gen/envoy/config/route/v3/RouteConfiguration.ts';
 import type { Duration__Output } from '../xds/gen/google/protobuf/Duration.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type AdsClient, type AdsHandler, type ResourceUpdate } from '../xds/ads-client.ts';
+import { SECRET_TYPE, type SecretManager } from './tls/secrets.ts';
+import type { Secret__Output } from '../xds/gen/envoy/extensions/transport_sockets/tls/v3/Secret.ts';
 import { packAny, unpackAny } from '../xds/any.ts';
 import { lookupMessage, TO_OBJECT_OPTIONS } from '../xds/protos.ts';
 import type { HttpConnectionManager__Output } from '../xds/gen/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
@@ -66,6 +68,8 @@ export interface DynamicEnv {
   cdsInitialFetchMs: number;
   ldsInitialFetchMs: number;
   wallClock: () => number;
+  /** SDS over ADS: Secrets received are put here (source `ads`); absent, Secret updates are NACKed. */
+  secrets?: SecretManager;
 }
 
 interface RouteHolder {
@@ -162,6 +166,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     this.client = client;
     client.subscribe(CLUSTER_TYPE, '*');
     this.updateRdsInterest(); // route tables static listeners name
+    this.subscribeSecrets(this.env.secrets?.adsNames ?? []); // SDS names static clusters and listeners use
     client.start();
     await this.phase((r) => (this.onCds = r), () => this.cdsReceived, this.env.cdsInitialFetchMs, 'CDS');
     await this.clustersWarm(this.env.cdsInitialFetchMs);
@@ -169,6 +174,29 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     client.subscribe(LISTENER_TYPE, '*');
     await this.phase((r) => (this.onLds = r), () => this.ldsReceived, this.env.ldsInitialFetchMs, 'LDS');
     await this.listenersWarm();
+  }
+
+  /** SDS over ADS: the full set of Secret names the TLS contexts need from the control plane. */
+  subscribeSecrets(names: readonly string[]): void {
+    if (names.length > 0) this.client?.subscribe(SECRET_TYPE, [...names]);
+  }
+
+  /**
+   * Secrets (SDS over ADS): each goes to the secret manager, whose subscribers (TLS contexts) rebuild for new
+   * connections; a secret whose content a context cannot use is logged there and the last context kept.
+   */
+  private applySecrets(u: ResourceUpdate): string[] | undefined {
+    const secrets = this.env.secrets;
+    if (secrets === undefined) return ['SDS secrets are not supported without a secret manager'];
+    const problems = u.added.filter((a) => !a.name).map(() => 'Secret without a name');
+    if (problems.length > 0) return problems;
+    for (const a of u.added) {
+      const secret = a.resource as Secret__Output;
+      secrets.set(secret.name ? secret : { ...secret, name: a.name }, 'ads', { version: a.version });
+    }
+    for (const name of u.removed) secrets.delete(name, 'ads');
+    this.log.debug({ added: u.added.map((a) => a.name), removed: u.removed, version: u.versionInfo }, 'SDS update applied');
+    return undefined;
   }
 
   private async phase(set: (r: () => void) => void, done: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -217,6 +245,8 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
         return this.applyListeners(u);
       case ROUTE_TYPE:
         return this.applyRoutes(u);
+      case SECRET_TYPE:
+        return this.applySecrets(u);
       default:
         return [`unsupported resource type ${u.typeUrl}`];
     }
@@ -461,6 +491,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
         new Promise((r) => setTimeout(r, timeoutMs).unref()),
       ]);
     }
+    await b.rt.secretsWarmed(); // SDS secrets of its TLS chains (Envoy's init manager waits for them too)
     if (this.warmingListeners.get(b.rt.name) !== b || this.closed) return;
     const old = this.activeListeners.get(b.rt.name);
     try {

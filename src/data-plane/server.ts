@@ -24,6 +24,7 @@ import { DynamicConfig } from './dynamic-config.ts';
 import { AdsClient } from '../xds/ads-client.ts';
 import type { CompiledRouteConfig } from './http/route/route-table.ts';
 import type { ConfigSource__Output } from '../xds/gen/envoy/config/core/v3/ConfigSource.ts';
+import { SecretManager } from './tls/secrets.ts';
 
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
@@ -41,6 +42,11 @@ export interface ProxyOptions {
   drainTimeMs: number;
   now?: () => number;
   random?: () => number;
+  /**
+   * Named TLS secrets for SDS references. The CLI passes the one its workload agent fills (`default`, `ROOTCA`);
+   * the bootstrap's static_resources.secrets are added, and with ADS other names are asked of the control plane.
+   */
+  secrets?: SecretManager;
 }
 
 export class ProxyServer {
@@ -48,6 +54,8 @@ export class ProxyServer {
   readonly stats = new StatsStore();
   readonly clusters: ClusterManager;
   readonly listeners: ListenerRuntime[] = [];
+  /** SDS secrets: static, from the workload agent, or over ADS. */
+  readonly secrets: SecretManager;
   private readonly opts: ProxyOptions;
   private readonly log: Logger;
   private admin: { port: number; close(): Promise<void> } | undefined;
@@ -72,7 +80,11 @@ export class ProxyServer {
     const random = opts.random ?? Math.random;
     this.startedAt = Date.now();
     this.done = new Promise((r) => (this.finish = r));
-    this.clusters = new ClusterManager(this.stats, { log: this.log, now, random, baseDir: dirname(opts.configPath) });
+    this.secrets = opts.secrets ?? new SecretManager();
+    for (const s of bootstrap.static_resources?.secrets ?? []) this.secrets.set(s, 'static');
+    // SDS names that no local source has are asked for on the ADS stream (once it exists: DynamicConfig.start).
+    if (bootstrap.dynamic_resources?.ads_config) this.secrets.setAdsRequester((names) => this.dynamic?.subscribeSecrets(names));
+    this.clusters = new ClusterManager(this.stats, { log: this.log, now, random, baseDir: dirname(opts.configPath), secrets: this.secrets });
     const diags: Diagnostic[] = [];
     try {
       this.clusters.addStatic(bootstrap.static_resources?.clusters ?? [], 'static_resources.clusters');
@@ -89,13 +101,14 @@ export class ProxyServer {
         store: this.stats,
         log: this.log,
         buildListener: (l, onRouteTable) =>
-          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath), this.findListener),
+          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath), this.findListener, this.secrets),
         staticClusterNames: new Set((bootstrap.static_resources?.clusters ?? []).map((c) => c.name)),
         staticListenerNames: new Set((bootstrap.static_resources?.listeners ?? []).map((l) => l.name)),
         drainMs: opts.drainTimeMs,
         cdsInitialFetchMs: initialFetchMs(dr.cds_config),
         ldsInitialFetchMs: initialFetchMs(dr.lds_config),
         wallClock: () => Date.now(),
+        secrets: this.secrets,
       });
     }
     const names = new Set<string>();
@@ -121,7 +134,7 @@ export class ProxyServer {
         addresses.set(key, l.name);
       }
       try {
-        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath), this.findListener));
+        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath), this.findListener, this.secrets));
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const d of err.diagnostics) diags.push(d.path.startsWith('static_resources') ? d : { ...d, path: `${path}.${d.path}` });

@@ -5,7 +5,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
@@ -144,5 +145,45 @@ describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {
     await waitUntil(() => (/config change rejected/.test(cpOut) ? true : undefined), { what: 'the control plane to reject the edit' });
     assert.match(cpOut, /hello-vs\.yaml:\d+:\d+/);
     assert.deepEqual(await tally(3), { v2: 3 });
+  });
+
+  it('security: AuthorizationPolicy and RequestAuthentication are enforced on the service sidecars\' inbound side', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwks = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig' }] });
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const token = (sub: string) => {
+      const signed = `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64({ iss: 'https://issuer.test', sub, exp: Math.floor(Date.now() / 1000) + 600 })}`;
+      return `${signed}.${sign('sha256', Buffer.from(signed), privateKey).toString('base64url')}`;
+    };
+    await writeFile(join(dir, 'hello-vs.yaml'), virtualService(0, 100));
+    await writeFile(join(dir, 'security.yaml'), `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin, namespace: default }
+spec:
+  selector: { matchLabels: { app: hello } }
+  action: DENY
+  rules:
+  - to: [{ operation: { paths: ["/admin*"] } }]
+  - from: [{ source: { notRequestPrincipals: ["https://issuer.test/alice"] } }]
+    to: [{ operation: { paths: ["/secure*"] } }]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: { name: jwt, namespace: default }
+spec:
+  selector: { matchLabels: { app: hello } }
+  jwtRules:
+  - issuer: https://issuer.test
+    jwks: '${jwks}'
+`);
+    const get = (path: string, headers: string[] = []) => curl(['-s', '-x', `http://127.0.0.1:${outbound}`, ...headers.flatMap((h) => ['-H', h]), `http://hello${path}`]);
+    await waitUntil(async () => ((await get('/admin/x')).status === 403 ? true : undefined), { what: `/admin denied; control plane log:\n${cpOut.slice(-2000)}`, timeoutMs: 15_000 });
+    assert.equal((await get('/t')).status, 200);
+    assert.equal((await get('/secure')).status, 403, 'no token: no request principal');
+    assert.equal((await get('/secure', [`authorization: Bearer ${token('bob')}`])).status, 403, 'a valid token of another principal');
+    assert.equal((await get('/secure', [`authorization: Bearer ${token('alice')}`])).status, 200);
+    assert.equal((await get('/t', [`authorization: Bearer ${token('alice')}x`])).status, 401, 'a bad token is rejected');
+    await unlink(join(dir, 'security.yaml'));
+    await waitUntil(async () => ((await get('/admin/x')).status === 200 ? true : undefined), { what: 'policies removed', timeoutMs: 15_000 });
   });
 });

@@ -1,76 +1,60 @@
 /**
  * The proxy accepts what the control plane emits: every case's resources, for every node, go through the data
  * plane's own validation (bootstrap decoding with protoc-gen-validate rules, then ProxyServer's compile of every
- * listener, filter chain, route table and cluster). RDS listeners get their RouteConfiguration inline and EDS
- * clusters their ClusterLoadAssignment as load_assignment (STATIC), since a bootstrap has no ADS here.
+ * listener, filter chain, route table and cluster). RDS listeners get their RouteConfiguration inline, EDS
+ * clusters their ClusterLoadAssignment as load_assignment (STATIC), and the SDS secrets ISTIO_MUTUAL and the
+ * inbound mTLS chains name (`default`, `ROOTCA`) come as static secrets from a test PKI, since a bootstrap has no
+ * ADS here. Nothing is tolerated: RBAC, jwt_authn and TLS contexts included, every node must start.
  */
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeTestPki } from '../helpers/certs.ts';
+import { staticBootstrap } from '../helpers/static-bootstrap.ts';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/shared/log.ts';
 import { ConfigError, formatDiagnostic } from '../../src/shared/errors.ts';
 import { parseBootstrap } from '../../src/data-plane/bootstrap.ts';
 import { ProxyServer } from '../../src/data-plane/server.ts';
 import { compileRouteConfig } from '../../src/data-plane/http/route/route-table.ts';
-import { buildProxyConfig, type ProxyResources } from '../../src/control-plane/translate/build.ts';
-import { CASES, loadCase, resourcesJson, toOutput } from '../../src/control-plane/translate/testdata/cases.ts';
+import { buildProxyConfig } from '../../src/control-plane/translate/build.ts';
+import { CASES, loadCase, toOutput } from '../../src/control-plane/translate/testdata/cases.ts';
 import type { RouteConfiguration__Output } from '../../src/xds/gen/envoy/config/route/v3/RouteConfiguration.ts';
 
 type Json = Record<string, unknown>;
-const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-
-/** The resources as one static bootstrap: RDS inlined, EDS clusters made STATIC with their endpoints. */
-export function staticBootstrap(r: ProxyResources): Json {
-  const json = resourcesJson(r) as Record<string, Json[]>;
-  const routes = new Map(json.routes.map((x) => [x.name as string, x]));
-  const cla = new Map(json.endpoints.map((x) => [x.cluster_name as string, x]));
-  const inlineRds = (chain: Json | undefined): void => {
-    for (const f of (chain?.filters as Json[] | undefined) ?? []) {
-      const tc = f.typed_config as Json;
-      if (tc['@type'] !== HCM || tc.rds === undefined) continue;
-      const name = (tc.rds as Json).route_config_name as string;
-      assert.ok(routes.has(name), `route config ${name}`);
-      delete tc.rds;
-      tc.route_config = routes.get(name);
-    }
-  };
-  const listeners = json.listeners.filter((l) => l.api_listener === undefined);
-  for (const l of listeners) {
-    for (const c of (l.filter_chains as Json[] | undefined) ?? []) inlineRds(c);
-    inlineRds(l.default_filter_chain as Json | undefined);
-  }
-  const clusters = json.clusters.map((c) => {
-    if (c.type !== 'EDS') return c;
-    const { eds_cluster_config: _eds, ...rest } = c;
-    const name = c.name as string;
-    assert.ok(cla.has(name), `ClusterLoadAssignment ${name}`);
-    return { ...rest, type: 'STATIC', load_assignment: cla.get(name) };
-  });
-  return { static_resources: { listeners, clusters } };
-}
 
 describe('the proxy accepts the translated resources', () => {
+  let secrets: Json[] = [];
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sloop-accept-'));
+    const pki = await makeTestPki(dir);
+    secrets = [
+      { name: 'default', tls_certificate: { certificate_chain: { inline_string: pki.server.cert }, private_key: { inline_string: pki.server.key } } },
+      { name: 'ROOTCA', validation_context: { trusted_ca: { inline_string: pki.ca.cert } } },
+    ];
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
   for (const name of CASES) {
     it(`${name}: every node`, () => {
       const c = loadCase(name);
       for (const proxy of c.nodes) {
         const { resources } = buildProxyConfig(c.push, proxy);
-        const text = JSON.stringify(staticBootstrap(resources));
+        const text = JSON.stringify(staticBootstrap(resources, secrets));
         const { bootstrap } = parseBootstrap(text, `${name}-${proxy.name}.json`);
-        let server: ProxyServer | undefined;
+        let server: ProxyServer;
         try {
           server = new ProxyServer(bootstrap, { log: silentLogger, configPath: `/tmp/${name}.json`, drainTimeMs: 0 });
         } catch (err) {
-          // ISTIO_MUTUAL names Istio's SDS secrets, which the proxy resolves once SDS lands (issue #5); every
-          // other diagnostic is a real rejection. The proxy collects all diagnostics before throwing.
-          if (!(err instanceof ConfigError)) throw err;
-          const rest = err.diagnostics.filter((d) => !/SDS secret "(default|ROOTCA)" cannot be resolved/.test(d.message));
-          assert.deepEqual(rest.map(formatDiagnostic), [], `${proxy.id}`);
+          // The proxy collects every diagnostic before throwing: show them all.
+          if (err instanceof ConfigError) assert.deepEqual(err.diagnostics.map(formatDiagnostic), [], proxy.id);
+          throw err;
         }
-        if (server !== undefined) {
-          assert.equal(server.listeners.length, resources.listeners.filter((l) => l.api_listener === undefined).length);
-          server.clusters.close();
-          for (const l of server.listeners) l.close();
-        }
+        assert.equal(server.listeners.length, resources.listeners.filter((l) => l.api_listener === undefined).length);
+        server.clusters.close();
+        for (const l of server.listeners) l.close();
         // Route tables compile on their own too (proxyless nodes' RDS has no listener to carry it here).
         for (const rc of resources.routes) {
           const compiled = compileRouteConfig(toOutput<RouteConfiguration__Output>('routes', rc));

@@ -80,3 +80,11 @@ test('hosts resolve as Istio: short names relative to the namespace, wildcards',
   assert.ok(hostsMatch('*.com', '*.example.com'));
   assert.equal(documentationUrl('IST0101'), 'https://istio.io/latest/docs/reference/config/analysis/ist0101/');
 });
+
+test('AuthorizationPolicy selectors: IST0127 NoMatchingWorkloadsFound, as istioctl', () => {
+  const messages = analyze(loadConfig([join(TESTDATA, 'analyze-security.yaml')]));
+  assert.deepEqual(messages.map((m) => [m.level, m.code, m.origin, m.line, m.message]), [
+    ['Warning', 'IST0127', 'AuthorizationPolicy foo/httpbin-nopods', 13, 'No matching workloads for this resource with the following labels: app=bogus-label,version=v1'],
+    ['Warning', 'IST0127', 'AuthorizationPolicy bar/other-ns', 37, 'No matching workloads for this resource with the following labels: app=httpbin'],
+  ]);
+});

@@ -20,6 +20,7 @@ export const ANALYSIS_MESSAGE_TYPES = {
   ConflictingSidecarWorkloadSelectors: { code: 'IST0110', level: 'Error' },
   MultipleSidecarsWithoutWorkloadSelectors: { code: 'IST0111', level: 'Error' },
   VirtualServiceDestinationPortSelectorRequired: { code: 'IST0112', level: 'Error' },
+  NoMatchingWorkloadsFound: { code: 'IST0127', level: 'Warning' },
   PortNameIsNotUnderNamingConvention: { code: 'IST0118', level: 'Info' },
   VirtualServiceUnreachableRule: { code: 'IST0130', level: 'Warning' },
   VirtualServiceIneffectiveMatch: { code: 'IST0131', level: 'Info' },
@@ -74,6 +75,7 @@ export function analyze(input: AnalysisInput): AnalysisMessage[] {
   checkSubsetsSelectPods(ctx);
   checkSidecars(ctx);
   checkPortNames(ctx);
+  checkAuthorizationPolicySelectors(ctx);
   const rank: Record<AnalysisLevel, number> = { Error: 0, Warning: 1, Info: 2 };
   const big = Number.MAX_SAFE_INTEGER;
   return out.sort((a, b) =>
@@ -339,5 +341,20 @@ function checkPortNames(ctx: Context): void {
       ctx.report('PortNameIsNotUnderNamingConvention', svc, ['spec', 'ports', i],
         `Port name ${p.name} (port: ${p.port}, targetPort: ${p.targetPort}) doesn't follow the naming convention of Istio port.`);
     });
+  }
+}
+
+/**
+ * IST0127: an AuthorizationPolicy whose selector matches no workload (of its namespace; of any namespace for the
+ * root namespace `istio-system`, where a selector applies mesh-wide).
+ */
+function checkAuthorizationPolicySelectors(ctx: Context): void {
+  for (const ap of ctx.model.authorizationPolicies) {
+    const selector = ap.spec.selector?.matchLabels ?? {};
+    if (Object.keys(selector).length === 0) continue;
+    const pods = ctx.model.workloads.filter((w) => ap.namespace === 'istio-system' || w.namespace === ap.namespace);
+    if (!pods.some((w) => selectorMatches(selector, w.labels))) {
+      ctx.report('NoMatchingWorkloadsFound', ap, ['spec', 'selector'], `No matching workloads for this resource with the following labels: ${formatSelector(selector)}`);
+    }
   }
 }

@@ -14,6 +14,7 @@ import type { DestinationRuleSpec } from './schema/destination-rule.ts';
 import type { GatewaySpec } from './schema/gateway.ts';
 import type { ServiceEntrySpec, WorkloadEntrySpec } from './schema/service-entry.ts';
 import type { SidecarSpec } from './schema/sidecar.ts';
+import type { AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec } from './schema/security.ts';
 import type { VirtualServiceSpec } from './schema/virtual-service.ts';
 
 export type { SourcePosition } from './documents.ts';
@@ -24,6 +25,10 @@ export type { GatewaySpec, Server } from './schema/gateway.ts';
 export type { ServiceEntrySpec, WorkloadEntrySpec } from './schema/service-entry.ts';
 export type { SidecarSpec } from './schema/sidecar.ts';
 export type {
+  AuthorizationCondition, AuthorizationOperation, AuthorizationPolicySpec, AuthorizationRule, AuthorizationSource, JwtRule, MtlsMode,
+  PeerAuthenticationSpec, RequestAuthenticationSpec,
+} from './schema/security.ts';
+export type {
   Destination, Headers, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, RouteDestination, TCPRoute, TLSRoute, VirtualServiceSpec,
 } from './schema/virtual-service.ts';
 
@@ -31,8 +36,12 @@ export type {
 export const NETWORKING_KINDS = ['VirtualService', 'DestinationRule', 'Gateway', 'ServiceEntry', 'WorkloadEntry', 'Sidecar'] as const;
 export type NetworkingKind = (typeof NETWORKING_KINDS)[number];
 
-/** Istio kinds kept but validated only shallowly (metadata, spec is an object): policy is not enforced yet. */
-export const SHALLOW_KINDS = ['PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'Telemetry', 'EnvoyFilter', 'WorkloadGroup', 'ProxyConfig', 'WasmPlugin'] as const;
+/** The security.istio.io kinds, validated in full and enforced on the inbound side of sidecars. */
+export const SECURITY_KINDS = ['PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication'] as const;
+export type SecurityKind = (typeof SECURITY_KINDS)[number];
+
+/** Istio kinds kept but validated only shallowly (metadata, spec is an object): not applied. */
+export const SHALLOW_KINDS = ['Telemetry', 'EnvoyFilter', 'WorkloadGroup', 'ProxyConfig', 'WasmPlugin'] as const;
 export type ShallowKind = (typeof SHALLOW_KINDS)[number];
 
 /** Where a resource was read from. */
@@ -50,6 +59,8 @@ export interface ResourceBase<K extends string> {
   namespace: string;
   labels: Readonly<Record<string, string>>;
   annotations: Readonly<Record<string, string>>;
+  /** `metadata.creationTimestamp` when written (RFC 3339): Istio's "oldest wins" between conflicting policies. */
+  creationTimestamp?: string;
   origin: Origin;
   /** Field path (`spec.http[0].route[1]`) → position. Keys are formatted by documents.ts `formatPath`. */
   positions: Readonly<Record<string, SourcePosition>>;
@@ -68,7 +79,10 @@ export type Gateway = IstioResource<'Gateway', GatewaySpec>;
 export type ServiceEntry = IstioResource<'ServiceEntry', ServiceEntrySpec>;
 export type WorkloadEntry = IstioResource<'WorkloadEntry', WorkloadEntrySpec>;
 export type Sidecar = IstioResource<'Sidecar', SidecarSpec>;
-/** A policy/telemetry resource kept as written; its spec is not validated yet. */
+export type PeerAuthentication = IstioResource<'PeerAuthentication', PeerAuthenticationSpec>;
+export type AuthorizationPolicy = IstioResource<'AuthorizationPolicy', AuthorizationPolicySpec>;
+export type RequestAuthentication = IstioResource<'RequestAuthentication', RequestAuthenticationSpec>;
+/** A telemetry/extension resource kept as written; its spec is not validated. */
 export type ShallowResource = IstioResource<ShallowKind, Readonly<Record<string, unknown>>>;
 
 /** A Kubernetes Service port with Istio's protocol selection applied. */
@@ -129,7 +143,10 @@ export interface ConfigModel {
   workloadEntries: readonly WorkloadEntry[];
   sidecars: readonly Sidecar[];
   services: readonly KubernetesService[];
-  /** PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, …: kept, not validated deeply. */
+  peerAuthentications: readonly PeerAuthentication[];
+  authorizationPolicies: readonly AuthorizationPolicy[];
+  requestAuthentications: readonly RequestAuthentication[];
+  /** Telemetry, EnvoyFilter, WasmPlugin, …: kept, not validated deeply, not applied. */
   policies: readonly ShallowResource[];
   /** Pod templates of Deployments etc., and WorkloadEntries. */
   workloads: readonly Workload[];
@@ -137,7 +154,9 @@ export interface ConfigModel {
 }
 
 /** Any resource of the model that has a spec. */
-export type ModelResource = VirtualService | DestinationRule | Gateway | ServiceEntry | WorkloadEntry | Sidecar | KubernetesService | ShallowResource;
+export type ModelResource =
+  | VirtualService | DestinationRule | Gateway | ServiceEntry | WorkloadEntry | Sidecar | KubernetesService | ShallowResource
+  | PeerAuthentication | AuthorizationPolicy | RequestAuthentication;
 
 /** `Kind namespace/name`, as Istio's messages name a resource. */
 export function resourceName(r: { kind: string; namespace: string; name: string }): string {
@@ -146,5 +165,5 @@ export function resourceName(r: { kind: string; namespace: string; name: string 
 
 /** An empty model. */
 export function emptyModel(): ConfigModel {
-  return { virtualServices: [], destinationRules: [], gateways: [], serviceEntries: [], workloadEntries: [], sidecars: [], services: [], policies: [], workloads: [], others: [] };
+  return { virtualServices: [], destinationRules: [], gateways: [], serviceEntries: [], workloadEntries: [], sidecars: [], services: [], peerAuthentications: [], authorizationPolicies: [], requestAuthentications: [], policies: [], workloads: [], others: [] };
 }

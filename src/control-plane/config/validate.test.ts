@@ -83,15 +83,15 @@ test('apiVersions v1, v1beta1 and v1alpha3 are accepted; others, unknown kinds a
   assert.deepEqual(extra.map((d) => [d.path, d.message, d.line]), [['specs', 'unknown field "specs"', 4]]);
 });
 
-test('other Kubernetes kinds are kept without error; policy kinds are kept shallowly', () => {
+test('other Kubernetes kinds are kept without error; telemetry kinds are kept shallowly', () => {
   const { model, diagnostics } = validateText([
     'apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: c, namespace: x}\nspec: {whatever: 1}',
-    'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny}\nspec: {action: DENY}',
+    'apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: deny}\nspec: {action: DENY}',
     'apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: a}}\nspec: {containers: [{name: c, ports: [{containerPort: 80, name: http}]}]}',
   ].join('\n---\n'));
   assert.deepEqual(diagnostics, []);
   assert.deepEqual(model.others.map((o) => `${o.kind} ${o.namespace}/${o.name}`), ['Certificate x/c', 'Pod default/p']);
-  assert.deepEqual(model.policies.map((p) => [p.kind, p.spec]), [['AuthorizationPolicy', { action: 'DENY' }]]);
+  assert.deepEqual(model.policies.map((p) => [p.kind, p.spec]), [['Telemetry', { action: 'DENY' }]]);
   assert.deepEqual(model.workloads.map((w) => [w.kind, w.labels, w.containerPorts]), [['Pod', { app: 'a' }, [{ containerPort: 80, name: 'http' }]]]);
 });
 
@@ -187,4 +187,63 @@ test('YAML syntax errors and duplicate resources are diagnostics with positions'
 test('formatPath spells paths as Istio', () => {
   assert.equal(formatPath(['spec', 'http', 0, 'route', 1, 'destination', 'host']), 'spec.http[0].route[1].destination.host');
   assert.equal(formatPath(['metadata', 'labels', 'app.kubernetes.io/name']), 'metadata.labels["app.kubernetes.io/name"]');
+});
+
+test('security kinds: every problem with file:line:col, resource and Istio field path; nothing Istio rejects is kept', () => {
+  const file = join(TESTDATA, 'broken-security.yaml');
+  const { model, diagnostics } = loadConfig([file]);
+  const got = diagnostics.map((d) => [`${d.line}:${d.column}`, `${d.kind} ${d.namespace}/${d.name}`, d.path, d.message]);
+  assert.deepEqual(got, [
+    ['6:5', 'PeerAuthentication foo/default', 'spec.mtls.mode', 'must be one of UNSET, DISABLE, PERMISSIVE, STRICT, found string "STRICTER"'],
+    ['14:3', 'AuthorizationPolicy foo/httpbin', 'spec.targetRef', 'targetRef is not supported by Sloop (it attaches policy to Gateways and waypoints, which Sloop does not run); use selector'],
+    ['16:3', 'AuthorizationPolicy foo/httpbin', 'spec.provider', '`provider` must not be with non CUSTOM action'],
+    ['19:7', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].from[0].source', '`from.source` must not be empty'],
+    ['20:27', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].from[1].source.ipBlocks[0]', 'invalid IP address or CIDR "10.0.0.300/8"'],
+    ['20:42', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].from[1].source.principalz', 'unknown field "principalz"'],
+    ['22:27', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].to[0].operation.ports[0]', 'port must be in the range [0, 65535], found "http"'],
+    ['22:44', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].to[0].operation.paths[0]', 'path template "/api/{*}/x" ({*} / {**}) is not supported by Sloop; use exact, "prefix*" or "*suffix" paths'],
+    ['24:7', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].when[0].key', 'unknown attribute: request.auth.claimz'],
+    ['26:7', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].when[1].key', 'invalid IP address or CIDR "not-an-ip"'],
+    ['28:7', 'AuthorizationPolicy foo/httpbin', 'spec.rules[0].when[2]', 'at least one of `values` or `notValues` must be set for key request.headers[x-user]'],
+    ['36:5', 'RequestAuthentication foo/jwt', 'spec.jwtRules[0].jwksUri', 'jwksUri "ftp://keys.example.com/jwks.json" must use http or https'],
+    ['37:5', 'RequestAuthentication foo/jwt', 'spec.jwtRules[0].jwks', 'jwks must be a JSON Web Key Set (JSON with a "keys" list)'],
+    ['38:20', 'RequestAuthentication foo/jwt', 'spec.jwtRules[0].fromHeaders[0].name', 'location header name must be non-empty'],
+    ['39:5', 'RequestAuthentication foo/jwt', 'spec.jwtRules[0].timeout', 'invalid duration "1 second" (expected a number with a unit such as "1.5s", "300ms", "1m")'],
+  ]);
+  assert.equal(model.peerAuthentications.length + model.authorizationPolicies.length + model.requestAuthentications.length, 0);
+});
+
+test('security kinds: Istio webhook rules across fields, empty specs, v1 and v1beta1', () => {
+  const messages = (kind: string, spec: string, version = 'v1') => validateText(`apiVersion: security.istio.io/${version}\nkind: ${kind}\nmetadata: {name: x, namespace: foo}\n${spec}`).diagnostics.map((d) => `${d.path}: ${d.message}`);
+  assert.deepEqual(messages('PeerAuthentication', 'spec:\n  mtls: {mode: STRICT}\n  portLevelMtls: {"8080": {mode: DISABLE}}\n'), [
+    'spec.portLevelMtls: mesh/namespace peer authentication cannot have port level mTLS (portLevelMtls needs a selector)',
+  ]);
+  assert.deepEqual(messages('PeerAuthentication', 'spec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls: {"0": {mode: DISABLE}}\n'), ['spec.portLevelMtls["0"]: port "0" must be a number in the range 1..65535']);
+  assert.deepEqual(messages('AuthorizationPolicy', 'spec:\n  action: CUSTOM\n  rules: [{}]\n'), ['spec.provider: must set provider for CUSTOM action']);
+  assert.deepEqual(messages('AuthorizationPolicy', 'spec:\n  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Service, name: a}]\n'), [
+    'spec.targetRefs: only one of targetRefs or workloadSelector can be set',
+    'spec.targetRefs: targetRefs is not supported by Sloop (it attaches policy to Gateways and waypoints, which Sloop does not run); use selector',
+  ]);
+  assert.deepEqual(messages('AuthorizationPolicy', 'spec:\n  rules: [{from: [], to: [{operation: {}}]}]\n'), [
+    'spec.rules[0].from: `from` must not be empty, but found empty list',
+    'spec.rules[0].to[0].operation: `to.operation` must not be empty',
+  ]);
+  assert.deepEqual(messages('AuthorizationPolicy', 'spec:\n  rules: [{from: [{source: {serviceAccounts: [sleep], principals: [a]}}]}]\n'), [
+    'spec.rules[0].from[0].source: cannot set serviceAccounts and principals',
+    'spec.rules[0].from[0].source.serviceAccounts[0]: service account "sleep" must be "namespace/name"',
+  ]);
+  // A spec-less AuthorizationPolicy is Istio's allow-nothing policy, in both served versions.
+  for (const v of ['v1', 'v1beta1']) {
+    const { model, diagnostics } = validateText(`apiVersion: security.istio.io/${v}\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: foo}\n`);
+    assert.deepEqual(diagnostics, []);
+    assert.deepEqual(model.authorizationPolicies.map((p) => [p.name, p.spec]), [['allow-nothing', {}]]);
+  }
+  const ok = validateText([
+    'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: foo, creationTimestamp: "2024-01-01T00:00:00Z"}\nspec: {selector: {matchLabels: {app: a}}, mtls: {mode: UNSET}, portLevelMtls: {"8080": {mode: DISABLE}}}',
+    'apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r, namespace: foo}\nspec: {jwtRules: [{issuer: a, jwksUri: "https://a.example.com/keys", fromHeaders: [{name: x-jwt, prefix: "Bearer "}], outputClaimToHeaders: [{header: x-sub, claim: sub}], timeout: 5s}]}',
+    'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: a, namespace: foo}\nspec: {action: DENY, rules: [{when: [{key: "request.auth.claims[groups][0]", values: [x]}, {key: destination.port, notValues: ["80"]}]}]}',
+  ].join('\n---\n'));
+  assert.deepEqual(ok.diagnostics, []);
+  assert.equal(ok.model.peerAuthentications[0].creationTimestamp, '2024-01-01T00:00:00Z');
+  assert.deepEqual(ok.model.requestAuthentications[0].spec.jwtRules![0].timeout, { seconds: 5, nanos: 0 });
 });

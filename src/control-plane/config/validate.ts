@@ -9,11 +9,12 @@ import type { Diagnostic } from '../../shared/errors.ts';
 import { formatPath, positionOf } from './documents.ts';
 import { DOMAIN_SUFFIX } from './hosts.ts';
 import type { PathSegment, RawDocument } from './documents.ts';
-import { emptyModel, NETWORKING_KINDS, SHALLOW_KINDS } from './model.ts';
+import { emptyModel, NETWORKING_KINDS, SECURITY_KINDS, SHALLOW_KINDS } from './model.ts';
 import type {
-  ConfigModel, DestinationRule, Gateway, KubernetesService, NetworkingKind, Origin, OtherResource, ServiceEntry, ServicePort, ShallowKind,
-  ShallowResource, Sidecar, VirtualService, Workload, WorkloadEntry,
+  AuthorizationPolicy, ConfigModel, DestinationRule, Gateway, KubernetesService, NetworkingKind, Origin, OtherResource, PeerAuthentication,
+  RequestAuthentication, SecurityKind, ServiceEntry, ServicePort, ShallowKind, ShallowResource, Sidecar, VirtualService, Workload, WorkloadEntry,
 } from './model.ts';
+import { authorizationPolicySpec, peerAuthenticationSpec, requestAuthenticationSpec } from './schema/security.ts';
 import { destinationRuleSpec } from './schema/destination-rule.ts';
 import { gatewaySpec } from './schema/gateway.ts';
 import { objectMeta, selectServicePortProtocol, serviceSpec, WORKLOAD_KINDS } from './schema/kubernetes.ts';
@@ -31,7 +32,10 @@ const ISTIO_GROUPS: Record<string, { versions: readonly string[]; kinds: readonl
   'extensions.istio.io': { versions: ['v1alpha1'], kinds: ['WasmPlugin'] },
 };
 
-const SPEC_SCHEMAS: Record<NetworkingKind, z.ZodType> = {
+const SPEC_SCHEMAS: Record<NetworkingKind | SecurityKind, z.ZodType> = {
+  PeerAuthentication: peerAuthenticationSpec,
+  AuthorizationPolicy: authorizationPolicySpec,
+  RequestAuthentication: requestAuthenticationSpec,
   VirtualService: virtualServiceSpec,
   DestinationRule: destinationRuleSpec,
   Gateway: gatewaySpec,
@@ -50,6 +54,9 @@ interface Mutable {
   workloadEntries: WorkloadEntry[];
   sidecars: Sidecar[];
   services: KubernetesService[];
+  peerAuthentications: PeerAuthentication[];
+  authorizationPolicies: AuthorizationPolicy[];
+  requestAuthentications: RequestAuthentication[];
   policies: ShallowResource[];
   workloads: Workload[];
   others: OtherResource[];
@@ -121,7 +128,8 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
       return;
     }
   }
-  const isNetworking = group === 'networking.istio.io' && (NETWORKING_KINDS as readonly string[]).includes(kind);
+  const isNetworking = (group === 'networking.istio.io' && (NETWORKING_KINDS as readonly string[]).includes(kind))
+    || (group === 'security.istio.io' && (SECURITY_KINDS as readonly string[]).includes(kind));
   const isShallow = istio !== undefined && (SHALLOW_KINDS as readonly string[]).includes(kind);
   const isService = group === '' && version === 'v1' && kind === 'Service';
   if (!isNetworking && !isShallow && !isService) {
@@ -137,8 +145,10 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
   const specPath = ['spec'];
   let spec: unknown;
   if (isNetworking) {
-    if (v.spec === undefined) report(diagnostics, doc, id, specPath, 'missing required field "spec"');
-    else spec = parseWith(SPEC_SCHEMAS[kind as NetworkingKind], v.spec, specPath, doc, id, diagnostics);
+    // The security kinds may have an empty spec (`spec: {}` or none): an ALLOW AuthorizationPolicy without rules.
+    if (v.spec === undefined && group === 'security.istio.io') spec = parseWith(SPEC_SCHEMAS[kind as SecurityKind], {}, specPath, doc, id, diagnostics);
+    else if (v.spec === undefined) report(diagnostics, doc, id, specPath, 'missing required field "spec"');
+    else spec = parseWith(SPEC_SCHEMAS[kind as NetworkingKind | SecurityKind], v.spec, specPath, doc, id, diagnostics);
   } else if (isShallow) {
     // Policy kinds are kept for later issues; their spec is only required to be a mapping (docs/config.md).
     if (v.spec !== undefined && !isRecord(v.spec)) report(diagnostics, doc, id, specPath, `spec must be a mapping, found ${typeName(v.spec)}`);
@@ -158,6 +168,7 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
     namespace: m.namespace ?? 'default',
     labels: m.labels ?? {},
     annotations: m.annotations ?? {},
+    ...(typeof m.creationTimestamp === 'string' ? { creationTimestamp: m.creationTimestamp } : {}),
     origin,
     positions: doc.positions,
   };
@@ -169,7 +180,7 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
   }
   seen.set(key, origin);
 
-  switch (kind as NetworkingKind | ShallowKind | 'Service') {
+  switch (kind as NetworkingKind | SecurityKind | ShallowKind | 'Service') {
     case 'VirtualService': {
       const s = spec as VirtualService['spec'];
       model.virtualServices.push({ kind: 'VirtualService', ...base, spec: s, gateways: s.gateways?.length ? s.gateways : ['mesh'] });
@@ -193,6 +204,15 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
     }
     case 'Sidecar':
       model.sidecars.push({ kind: 'Sidecar', ...base, spec: spec as Sidecar['spec'] });
+      break;
+    case 'PeerAuthentication':
+      model.peerAuthentications.push({ kind: 'PeerAuthentication', ...base, spec: spec as PeerAuthentication['spec'] });
+      break;
+    case 'AuthorizationPolicy':
+      model.authorizationPolicies.push({ kind: 'AuthorizationPolicy', ...base, spec: spec as AuthorizationPolicy['spec'] });
+      break;
+    case 'RequestAuthentication':
+      model.requestAuthentications.push({ kind: 'RequestAuthentication', ...base, spec: spec as RequestAuthentication['spec'] });
       break;
     case 'Service': {
       const s = spec as KubernetesService['spec'];

@@ -29,6 +29,14 @@ export interface ProxyConfig {
    * its class in the same push (see PushContext.proxyClassKey): read them, never mutate them.
    */
   resources: ProxyResources;
+  /**
+   * The same clusters and listeners as `resources`, as the class's shared list (one object for every proxy of the
+   * class in this push) plus this proxy's own inbound ones: createSnapshot's layered input.
+   */
+  layers: {
+    clusters: { shared: readonly Cluster[]; own: readonly Cluster[] };
+    listeners: { shared: readonly Listener[]; own: readonly Listener[] };
+  };
   /** Problems found building this proxy's config (resources left out, unsupported fields); the rest still builds. */
   diagnostics: Diagnostic[];
 }
@@ -69,16 +77,30 @@ export function buildProxyConfig(push: PushContext, proxy: ProxyInfo): ProxyConf
     return { resources: { clusters, endpoints }, diagnostics };
   });
   const inboundClusters = buildInboundClusters(push, proxy);
-  const inboundListeners = buildInboundListeners(push, proxy);
+  const inboundDiagnostics: Diagnostic[] = [];
+  const inboundListeners = buildInboundListeners(push, proxy, inboundDiagnostics);
+  const layers = {
+    clusters: { shared: withEndpoints.resources.clusters, own: inboundClusters },
+    listeners: { shared: free.resources.listeners, own: inboundListeners },
+  };
+  // The merged lists are made when read: the control plane hands `layers` to createSnapshot instead, so a push
+  // does not sort thousands of a class's clusters once per proxy.
+  let clusters: Cluster[] | undefined;
+  let listeners: Listener[] | undefined;
   return {
     resources: {
-      listeners: merge(free.resources.listeners, inboundListeners, (l) => l.name ?? ''),
+      get listeners() {
+        return (listeners ??= merge(layers.listeners.shared, layers.listeners.own, (l) => l.name ?? ''));
+      },
       routes: free.resources.routes,
-      clusters: merge(withEndpoints.resources.clusters, inboundClusters, (c) => c.name ?? ''),
+      get clusters() {
+        return (clusters ??= merge(layers.clusters.shared, layers.clusters.own, (c) => c.name ?? ''));
+      },
       endpoints: withEndpoints.resources.endpoints,
     },
-    // The order of a build from scratch: clusters', routes', then listeners' diagnostics.
-    diagnostics: dedupe([...withEndpoints.diagnostics, ...free.diagnostics]),
+    layers,
+    // The order of a build from scratch: clusters', routes', then listeners' diagnostics (outbound, then inbound).
+    diagnostics: dedupe([...withEndpoints.diagnostics, ...free.diagnostics, ...inboundDiagnostics]),
   };
 }
 

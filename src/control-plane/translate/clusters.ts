@@ -6,7 +6,8 @@
  * Pure.
  */
 import type { Cluster } from '../../xds/gen/envoy/config/cluster/v3/Cluster.ts';
-import type { DestinationRule } from '../config/model.ts';
+import type { ConfigModel, DestinationRule } from '../config/model.ts';
+import { TLS_MODE_ISTIO, TRANSPORT_SOCKET_MATCH, autoMtlsApplies, endpointUsesMtls } from './security.ts';
 import type { Diagnostic } from '../../shared/errors.ts';
 import type { ProxyInfo } from '../registry/proxy-info.ts';
 import type { RegistryEndpoint, RegistryPort, RegistryService } from '../registry/registry.ts';
@@ -65,6 +66,16 @@ export function targetEndpoints(t: ClusterTarget): RegistryEndpoint[] {
   return (t.service.endpoints.get(t.port.port) ?? []).filter((e) => selectorMatches(t.labels, e.labels));
 }
 
+/**
+ * `metadata.filter_metadata["envoy.transport_socket_match"].tlsMode = "istio"` for an endpoint auto mTLS reaches
+ * with ISTIO_MUTUAL (security.ts endpointUsesMtls), else nothing.
+ */
+export function endpointMetadata(model: ConfigModel, t: ClusterTarget, e: RegistryEndpoint): { metadata?: object } {
+  const targetPort = typeof t.port.targetPort === 'number' ? t.port.targetPort : e.port;
+  if (t.service.meshExternal || !endpointUsesMtls(model, t.service, e, targetPort)) return {};
+  return { metadata: { filter_metadata: { [TRANSPORT_SOCKET_MATCH]: { fields: { tlsMode: { stringValue: TLS_MODE_ISTIO } } } } } };
+}
+
 /** Inbound service ports of the proxy's workload: (service port, resolved target port). */
 export function inboundPorts(push: PushContext, proxy: ProxyInfo): { service: RegistryService; port: RegistryPort; targetPort: number }[] {
   if (proxy.type !== 'sidecar') return [];
@@ -99,7 +110,7 @@ export function buildInboundClusters(push: PushContext, proxy: ProxyInfo): Clust
 export function buildOutboundClusters(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Cluster[] {
   const out: Cluster[] = [];
   for (const t of outboundTargets(push, proxy, services)) {
-    const c = outboundCluster(t, proxy, diagnostics);
+    const c = outboundCluster(push.model, t, proxy, diagnostics);
     if (c !== undefined) out.push(c);
   }
   if (proxy.type === 'sidecar') {
@@ -133,7 +144,7 @@ function inboundCluster(port: RegistryPort, targetPort: number): Cluster {
   return c;
 }
 
-function outboundCluster(t: ClusterTarget, proxy: ProxyInfo, diagnostics: Diagnostic[]): Cluster | undefined {
+function outboundCluster(model: ConfigModel, t: ClusterTarget, proxy: ProxyInfo, diagnostics: Diagnostic[]): Cluster | undefined {
   const policy = effectivePolicy(t.dr, t.subset, t.port.port);
   const c: Cluster = { name: t.name, connect_timeout: durationMs(DEFAULT_CONNECT_TIMEOUT_MS) };
   const svc = t.service;
@@ -149,7 +160,7 @@ function outboundCluster(t: ClusterTarget, proxy: ProxyInfo, diagnostics: Diagno
       const eps = targetEndpoints(t);
       c.load_assignment = {
         cluster_name: t.name,
-        endpoints: eps.length === 0 ? [] : [{ lb_endpoints: eps.map((e) => ({ endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } }, load_balancing_weight: { value: e.weight } })) }],
+        endpoints: eps.length === 0 ? [] : [{ lb_endpoints: eps.map((e) => ({ endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } }, ...endpointMetadata(model, t, e), load_balancing_weight: { value: e.weight } })) }],
       };
       break;
     }
@@ -164,6 +175,7 @@ function outboundCluster(t: ClusterTarget, proxy: ProxyInfo, diagnostics: Diagno
   applyConnectionPool(c, policy, t.port, proxy);
   applyOutlierDetection(c, policy);
   if (!applyTls(c, policy, t, diagnostics)) return undefined;
+  if (policy.tls === undefined && proxy.type === 'sidecar' && c.type !== 'ORIGINAL_DST' && autoMtlsApplies(model, t.service)) applyAutoMtls(c, t);
   return c;
 }
 
@@ -294,6 +306,41 @@ function applyOutlierDetection(c: Cluster, p: EffectivePolicy): void {
   if (od.minHealthPercent !== undefined) c.common_lb_config = { healthy_panic_threshold: { value: od.minHealthPercent } };
 }
 
+/**
+ * ISTIO_MUTUAL: the mesh's own certificates over SDS under Istio's secret names, SANs of the endpoints' service
+ * accounts, SNI `outbound_.PORT_.SUBSET_.HOST`, ALPN `istio`.
+ */
+function istioMutualContext(t: ClusterTarget, sni: string | undefined): Record<string, unknown> {
+  const sans = [...new Set(targetEndpoints(t).map((e) => e.serviceAccount).filter((s): s is string => s !== undefined))].sort()
+    .map((sa) => ({ san_type: 'URI', matcher: { exact: `spiffe://cluster.local/ns/${t.service.namespace}/sa/${sa}` } }));
+  return {
+    common_tls_context: {
+      tls_certificate_sds_secret_configs: [{ name: SDS_WORKLOAD_SECRET, sds_config: ADS_SOURCE }],
+      combined_validation_context: {
+        default_validation_context: sans.length > 0 ? { match_typed_subject_alt_names: sans } : {},
+        validation_context_sds_secret_config: { name: SDS_ROOT_SECRET, sds_config: ADS_SOURCE },
+      },
+      alpn_protocols: ['istio'],
+    },
+    sni: sni ?? `outbound_.${t.port.port}_.${t.subset}_.${t.service.hostname}`,
+  };
+}
+
+/**
+ * Istio's auto mTLS, for clusters whose DestinationRule sets no `tls`: endpoints whose metadata says
+ * `tlsMode: istio` (endpoints.ts) get ISTIO_MUTUAL, every other endpoint plaintext.
+ */
+function applyAutoMtls(c: Cluster, t: ClusterTarget): void {
+  c.transport_socket_matches = [
+    {
+      name: 'tlsMode-istio',
+      match: { fields: { tlsMode: { stringValue: TLS_MODE_ISTIO } } },
+      transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: any(TYPE.upstreamTls, istioMutualContext(t, undefined)) },
+    },
+    { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: any(TYPE.rawBuffer, {}) } },
+  ];
+}
+
 /** Adds the UpstreamTlsContext for the rule's tls mode. False: the cluster cannot be built (diagnosed). */
 function applyTls(c: Cluster, p: EffectivePolicy, t: ClusterTarget, diagnostics: Diagnostic[]): boolean {
   const tls = p.tls;
@@ -301,20 +348,7 @@ function applyTls(c: Cluster, p: EffectivePolicy, t: ClusterTarget, diagnostics:
   const path = p.tlsPath ?? 'spec.trafficPolicy.tls';
   let ctx: Record<string, unknown>;
   if (tls.mode === 'ISTIO_MUTUAL') {
-    // The mesh's own certificates over SDS under Istio's secret names; the SDS server is issue #5's.
-    const sans = [...new Set(targetEndpoints(t).map((e) => e.serviceAccount).filter((s): s is string => s !== undefined))].sort()
-      .map((sa) => ({ san_type: 'URI', matcher: { exact: `spiffe://cluster.local/ns/${t.service.namespace}/sa/${sa}` } }));
-    ctx = {
-      common_tls_context: {
-        tls_certificate_sds_secret_configs: [{ name: SDS_WORKLOAD_SECRET, sds_config: ADS_SOURCE }],
-        combined_validation_context: {
-          default_validation_context: sans.length > 0 ? { match_typed_subject_alt_names: sans } : {},
-          validation_context_sds_secret_config: { name: SDS_ROOT_SECRET, sds_config: ADS_SOURCE },
-        },
-        alpn_protocols: ['istio'],
-      },
-      sni: tls.sni ?? `outbound_.${t.port.port}_.${t.subset}_.${t.service.hostname}`,
-    };
+    ctx = istioMutualContext(t, tls.sni);
   } else {
     const common: Record<string, unknown> = {};
     if (tls.credentialName !== undefined) {

@@ -6,7 +6,7 @@ import type { ClusterLoadAssignment } from '../../xds/gen/envoy/config/endpoint/
 import type { ProxyInfo } from '../registry/proxy-info.ts';
 import type { RegistryService } from '../registry/registry.ts';
 import type { PushContext } from './push-context.ts';
-import { outboundTargets, targetEndpoints } from './clusters.ts';
+import { endpointMetadata, outboundTargets, targetEndpoints } from './clusters.ts';
 import { cmp, sortByName } from './util.ts';
 import { effectivePolicy } from './traffic-policy.ts';
 
@@ -37,6 +37,7 @@ export function buildEndpoints(push: PushContext, proxy: ProxyInfo, services: re
           load_balancing_weight: { value: eps.reduce((s, e) => s + e.weight, 0) },
           lb_endpoints: eps.map((e) => ({
             endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },
+            ...(proxy.type === 'sidecar' ? endpointMetadata(push.model, t, e) : {}),
             health_status: 'HEALTHY' as const,
             load_balancing_weight: { value: e.weight },
           })),

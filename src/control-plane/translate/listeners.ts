@@ -29,6 +29,11 @@ import type { RouteDestination, VirtualService } from '../config/model.ts';
 import { hostsMatch, resolveShortname } from '../config/hosts.ts';
 import { inboundPorts } from './clusters.ts';
 import { matchApplies } from './routes.ts';
+import { rbacFilters } from './authz.ts';
+import {
+  ISTIO_MTLS_ALPNS, TLS_MODE_ISTIO, TLS_MODE_LABEL, type EffectiveMtlsMode, composePeerAuthentication, hasMeshCertificates, inboundMtlsContext, jwtAuthnFilter, policiesFor,
+  portMtlsMode,
+} from './security.ts';
 import {
   ADS_SOURCE, BLACKHOLE_CLUSTER, FILTER, HTTP_PROXY_ROUTE_NAME, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, any, diag,
   inboundClusterName, isHttpProtocol, isTlsProtocol, outboundClusterName, sortByName,
@@ -69,7 +74,7 @@ function socketAddress(address: string, port: number): Listener['address'] {
 
 /** Builds the proxy's listeners, sorted by name. */
 export function buildListeners(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Listener[] {
-  return sortByName([...buildOutboundListeners(push, proxy, services, diagnostics), ...buildInboundListeners(push, proxy)], (l) => l.name ?? '');
+  return sortByName([...buildOutboundListeners(push, proxy, services, diagnostics), ...buildInboundListeners(push, proxy, diagnostics)], (l) => l.name ?? '');
 }
 
 /**
@@ -99,16 +104,38 @@ export function buildOutboundListeners(push: PushContext, proxy: ProxyInfo, serv
   return sortByName(out, (l) => l.name ?? '');
 }
 
-/** The listeners of the proxy's own workload (virtualInbound, `inbound_IP_PORT`), sorted by name. */
-export function buildInboundListeners(push: PushContext, proxy: ProxyInfo): Listener[] {
+/**
+ * The listeners of the proxy's own workload (virtualInbound, `inbound_IP_PORT`), sorted by name, with Istio's
+ * security on every inbound chain (security.ts, authz.ts):
+ * - mTLS per workload port from PeerAuthentication. STRICT: one chain for the port whose transport socket
+ *   requires TLS with a mesh client certificate (no transport_protocol match, so plaintext on a STRICT port fails
+ *   the handshake instead of falling through to the passthrough chain). PERMISSIVE (the default): an mTLS chain
+ *   (`transport_protocol: tls`, Istio's mTLS ALPNs), a chain for other TLS (passed to the app as bytes, as
+ *   Istio) and a plaintext chain (`raw_buffer`); the listener gets tls_inspector. DISABLE: plaintext only. A
+ *   workload without mesh certificates (no `security.istio.io/tlsMode: istio` label) serves PERMISSIVE ports in
+ *   plaintext only, since no peer sends it mTLS (auto mTLS reads the same label); STRICT still requires mTLS.
+ * - HTTP chains: jwt_authn (RequestAuthentication), the RBAC filters (AuthorizationPolicy), the router; Istio's
+ *   BASE path normalization (`normalize_path`, no slash merging, escaped slashes kept). TCP chains: network RBAC
+ *   before tcp_proxy.
+ */
+export function buildInboundListeners(push: PushContext, proxy: ProxyInfo, diagnostics: Diagnostic[] = []): Listener[] {
   if (proxy.type === 'grpc') return [];
   const out: Listener[] = [];
   const transparent = proxy.interceptionMode !== 'NONE';
   const inbound = inboundPorts(push, proxy);
-  const inboundChain = (port: RegistryPort, targetPort: number, matchPort: boolean): FilterChain => {
+  const peerAuthn = composePeerAuthentication(push.model, proxy.namespace, proxy.labels);
+  const certs = hasMeshCertificates(proxy.labels);
+  const authz = policiesFor(push.model.authorizationPolicies, proxy.namespace, proxy.labels);
+  const anyHttp = inbound.some((i) => isHttpProtocol(i.port.protocol));
+  const jwt = anyHttp ? jwtAuthnFilter(push, proxy, diagnostics) : undefined;
+  // Built once per proxy and shared by its chains (filter objects are read-only once built).
+  const httpRbac = anyHttp ? rbacFilters(authz, false, diagnostics) : [];
+  const tcpRbac = rbacFilters(authz, true, diagnostics);
+  const inboundChains = (port: RegistryPort, targetPort: number, matchPort: boolean): FilterChain[] => {
     const cluster = inboundClusterName(targetPort);
     const statPrefix = `inbound_0.0.0.0_${targetPort}`;
-    const filters = isHttpProtocol(port.protocol)
+    const http = isHttpProtocol(port.protocol);
+    const filters = http
       ? [{
         name: 'envoy.filters.network.http_connection_manager',
         typed_config: any(TYPE.hcm, {
@@ -118,20 +145,55 @@ export function buildInboundListeners(push: PushContext, proxy: ProxyInfo): List
             validate_clusters: { value: false },
             virtual_hosts: [{ name: `inbound|http|${port.port}`, domains: ['*'], routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster, timeout: { seconds: 0, nanos: 0 } } }] }],
           },
-          http_filters: [{ name: FILTER.router, typed_config: any(TYPE.router, {}) }],
+          http_filters: [...(jwt !== undefined ? [jwt] : []), ...httpRbac, { name: FILTER.router, typed_config: any(TYPE.router, {}) }],
           upgrade_configs: [{ upgrade_type: 'websocket' }],
+          // Istio's default meshConfig.pathNormalization BASE, on inbound where authorization reads the path.
+          normalize_path: { value: true },
+          merge_slashes: false,
+          path_with_escaped_slashes_action: 'KEEP_UNCHANGED',
+          // Istio's sidecar inbound: the app learns its caller's identity from x-forwarded-client-cert, and a
+          // plaintext client's forged header is removed.
+          forward_client_cert_details: 'APPEND_FORWARD',
+          set_current_client_cert_details: { subject: { value: true }, dns: true, uri: true },
         }),
       }]
-      : [tcpProxy(cluster, cluster)];
-    return { name: cluster, ...(matchPort ? { filter_chain_match: { destination_port: { value: targetPort } } } : {}), filters };
+      : [...tcpRbac, tcpProxy(cluster, cluster)];
+    const mode = portMtlsMode(peerAuthn, targetPort);
+    if (mode === 'STRICT' && !certs) {
+      const pa = peerAuthn.from[peerAuthn.from.length - 1];
+      if (pa !== undefined) diagnostics.push(diag(pa, 'spec.mtls.mode', `workload ${proxy.namespace}/${proxy.name} has no mesh certificates (label ${TLS_MODE_LABEL}: ${TLS_MODE_ISTIO}), yet its port ${targetPort} is STRICT: every connection to it will fail the mTLS handshake`));
+    }
+    // TLS that is not the mesh's (the app's own TLS) goes to the app as bytes, under the TCP authorization rules.
+    const tlsFilters = http ? [...tcpRbac, tcpProxy(cluster, cluster)] : filters;
+    return securedChains(cluster, filters, tlsFilters, http, mode, certs, matchPort ? targetPort : undefined);
   };
+  const passthroughFilters = [...tcpRbac, tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)];
+  // tls_inspector where a chain matches on the transport or terminates TLS: it also gives the proxy the client's
+  // ALPN list, so a handshake whose ALPN does not overlap ours (a mesh client offers `istio`) completes without
+  // ALPN, as in Envoy, instead of failing.
+  const inspect = (chains: FilterChain[]) => (chains.some((c) => c.filter_chain_match?.transport_protocol || c.transport_socket !== undefined)
+    ? [{ name: 'envoy.filters.listener.tls_inspector', typed_config: any(TYPE.tlsInspector, {}) }]
+    : []);
   if (transparent) {
+    const chains = inbound.flatMap((i) => inboundChains(i.port, i.targetPort, true));
+    // Ports no Service declares go to the app as they came (InboundPassthroughClusterIpv4), under the same
+    // policies as Istio's passthrough chains: the workload's mTLS mode (portLevelMtls ports get chains of their
+    // own) and its AuthorizationPolicies with TCP semantics.
+    const known = new Set(inbound.map((i) => i.targetPort));
+    for (const [port, mode] of [...peerAuthn.perPort].sort((a, b) => a[0] - b[0])) {
+      if (!known.has(port)) chains.push(...securedChains(`InboundPassthroughFilterChain_${port}`, passthroughFilters, passthroughFilters, false, mode, certs, port));
+    }
+    const fallback = securedChains('InboundPassthroughFilterChain', passthroughFilters, passthroughFilters, false, peerAuthn.mode, certs, undefined);
+    // The catch-all is the default chain (no match); a PERMISSIVE workload's istio-mTLS passthrough is a chain.
+    const defaultChain = fallback.find((c) => c.filter_chain_match == null || c.filter_chain_match.transport_protocol === 'raw_buffer')!;
+    chains.push(...fallback.filter((c) => c !== defaultChain && c.transport_socket !== undefined));
+    const { filter_chain_match: _m, ...dflt } = defaultChain;
     out.push({
       name: 'virtualInbound',
       address: socketAddress('0.0.0.0', proxy.inboundPort),
-      listener_filters: [{ name: 'envoy.filters.listener.original_dst', typed_config: any(TYPE.originalDst, {}) }],
-      filter_chains: inbound.map((i) => inboundChain(i.port, i.targetPort, true)),
-      default_filter_chain: { name: 'InboundPassthroughFilterChain', filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+      listener_filters: [{ name: 'envoy.filters.listener.original_dst', typed_config: any(TYPE.originalDst, {}) }, ...inspect([...chains, defaultChain])],
+      filter_chains: chains,
+      default_filter_chain: dflt,
       traffic_direction: 'INBOUND',
     });
   }
@@ -139,9 +201,29 @@ export function buildInboundListeners(push: PushContext, proxy: ProxyInfo): List
     const p = proxy.endpointPorts[i.targetPort];
     if (p === undefined || p === i.targetPort) continue;
     const ip = proxy.ips[0] ?? '0.0.0.0';
-    out.push({ name: `inbound_${ip}_${p}`, address: socketAddress(ip, p), filter_chains: [inboundChain(i.port, i.targetPort, false)], traffic_direction: 'INBOUND' });
+    const chains = inboundChains(i.port, i.targetPort, false);
+    const filters = inspect(chains);
+    out.push({ name: `inbound_${ip}_${p}`, address: socketAddress(ip, p), ...(filters.length > 0 ? { listener_filters: filters } : {}), filter_chains: chains, traffic_direction: 'INBOUND' });
   }
   return sortByName(out, (l) => l.name ?? '');
+}
+
+/**
+ * The filter chains of one inbound port (or, with `port` undefined, of the passthrough) for its mTLS mode. STRICT:
+ * one chain, no transport match, TLS required. PERMISSIVE with certificates: istio-mTLS, other TLS (`tlsFilters`:
+ * bytes to the app), plaintext. Otherwise plaintext only.
+ */
+function securedChains(name: string, filters: object[], tlsFilters: object[], http: boolean, mode: EffectiveMtlsMode, certs: boolean, port: number | undefined): FilterChain[] {
+  const portMatch = port !== undefined ? { destination_port: { value: port } } : {};
+  const withMatch = (extra: Record<string, unknown>) => (Object.keys({ ...portMatch, ...extra }).length > 0 ? { filter_chain_match: { ...portMatch, ...extra } } : {});
+  const mtls = { name: 'envoy.transport_sockets.tls', typed_config: any(TYPE.downstreamTls, inboundMtlsContext(http)) };
+  if (mode === 'STRICT') return [{ name, ...withMatch({}), filters, transport_socket: mtls }];
+  if (mode === 'DISABLE' || !certs) return [{ name, ...withMatch({}), filters }];
+  return [
+    { name: `${name}mtls`, ...withMatch({ transport_protocol: 'tls', application_protocols: ISTIO_MTLS_ALPNS }), filters, transport_socket: mtls },
+    { name: `${name}tls`, ...withMatch({ transport_protocol: 'tls' }), filters: tlsFilters },
+    { name, ...withMatch({ transport_protocol: 'raw_buffer' }), filters },
+  ];
 }
 
 function outboundPortListeners(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Listener[] {

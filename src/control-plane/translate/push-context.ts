@@ -43,15 +43,25 @@ export class PushContext {
   readonly #byClassEndpointFree: Map<string, unknown>;
 
   /**
-   * @param previous the last push, if any: when it was made from this very model (a change of endpoints only: a
-   *   proxy connected or left), its endpoint-free per-class builds (routes, listeners) are reused, since the
-   *   registry's services, ports and hosts come from the model alone (registry.ts) and only endpoints differ.
+   * @param previous the last push, if any. When it was made from the same model but for endpoint kinds (a proxy
+   *   connected or left, a WorkloadEntry changed), its endpoint-free per-class builds (routes, listeners) are
+   *   reused, since the registry's services, ports and hosts come from the model alone (registry.ts) and only
+   *   endpoints differ. When only VirtualServices differ and the registry is equal, its clusters and endpoints are.
    */
   constructor(model: ConfigModel, registry: Registry, previous?: PushContext) {
     this.model = model;
     this.registry = registry;
-    this.#byClass = new Map();
-    this.#byClassEndpointFree = previous !== undefined && previous.model === model && sameServices(previous.registry, registry) ? previous.#byClassEndpointFree : new Map();
+    // Routes and listeners read no endpoint and no WorkloadEntry: after a change of endpoints only (a proxy came
+    // or went, a WorkloadEntry was added or edited) they are still right.
+    this.#byClassEndpointFree = previous !== undefined && (previous.model === model || sameModelExcept(previous.model, model, ENDPOINT_KINDS)) && sameServices(previous.registry, registry)
+      ? previous.#byClassEndpointFree
+      : new Map();
+    // Clusters and endpoints read no VirtualService: after an edit of VirtualServices only (the commonest
+    // change), with the same registry, the previous push's are still right, and their objects (already encoded,
+    // found by identity in the EncodingCache) are reused instead of rebuilt for every class.
+    this.#byClass = previous !== undefined && (previous.model === model || sameModelExcept(previous.model, model, ['virtualServices'])) && sameRegistry(previous.registry, registry)
+      ? previous.#byClass
+      : new Map();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
     for (const dr of model.destinationRules) this.#destinationRules.push({ host: resolveShortname(dr.spec.host, dr.namespace), resource: dr });
     const seen = new Map<string, VirtualService>();
@@ -231,6 +241,28 @@ function selectorLabelKeys(model: ConfigModel): string[] {
 }
 
 /** Whether two registries have the same services (hosts, in order): then they differ at most in endpoints. */
+/** Model kinds that only give endpoints (a WorkloadEntry is both in `workloadEntries` and in `workloads`). */
+const ENDPOINT_KINDS: readonly (keyof ConfigModel)[] = ['workloadEntries', 'workloads'];
+
+/** Equal models but for the kinds in `except` (compared as JSON: every other kind, every field, positions too). */
+function sameModelExcept(a: ConfigModel, b: ConfigModel, except: readonly (keyof ConfigModel)[]): boolean {
+  for (const k of Object.keys(a) as (keyof ConfigModel)[]) {
+    if (except.includes(k) || a[k] === b[k]) continue;
+    if (a[k].length !== b[k].length || JSON.stringify(a[k]) !== JSON.stringify(b[k])) return false;
+  }
+  return Object.keys(a).length === Object.keys(b).length;
+}
+
+/** Equal registries: the same services, ports and endpoints (compared as JSON). */
+function sameRegistry(a: Registry, b: Registry): boolean {
+  return a === b || (a.services.length === b.services.length && JSON.stringify(a.services, mapsAsEntries) === JSON.stringify(b.services, mapsAsEntries));
+}
+
+/** JSON.stringify replacer: a Map (a service's endpoints per port) as its entries, not `{}`. */
+function mapsAsEntries(_key: string, value: unknown): unknown {
+  return value instanceof Map ? [...value] : value;
+}
+
 function sameServices(a: Registry, b: Registry): boolean {
   if (a.services.length !== b.services.length) return false;
   for (let i = 0; i < a.services.length; i++) {

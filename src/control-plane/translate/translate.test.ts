@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { formatDiagnostic } from '../../shared/errors.ts';
 import { createSnapshot } from '../../xds/snapshot.ts';
 import { buildProxyConfig } from './build.ts';
+import { buildRegistry } from '../registry/registry.ts';
 import { CASES, TESTDATA, loadCase, resourcesJson, toOutput } from './testdata/cases.ts';
 
 // Golden files: testdata/<case>.yaml → <case>.xds.json. Regenerate with SLOOP_UPDATE_GOLDEN=1 and review the diff.
@@ -126,12 +127,16 @@ describe('buildProxyConfig', () => {
     assert.equal(v1.resources.endpoints, v2.resources.endpoints);
     // Inbound stays per proxy, and a shared build equals one made for the proxy alone in a fresh push.
     assert.deepEqual(resourcesJson(v2.resources), resourcesJson(buildProxyConfig(loadCase('bookinfo').push, node('reviews-v2')).resources));
-    // An endpoint-only change (same model) reuses routes and listeners, and rebuilds clusters and endpoints.
-    const next = new (c.push.constructor as typeof import('./push-context.ts').PushContext)(c.push.model, c.push.registry, c.push);
-    const again = buildProxyConfig(next, node('reviews-v1'));
+    // An endpoint-only change (same model, one proxy fewer) reuses routes and listeners, and rebuilds clusters
+    // and endpoints; the same model and registry again reuse everything (push-context.test.ts has more).
+    const PushContext = c.push.constructor as typeof import('./push-context.ts').PushContext;
+    const fewer = buildRegistry(c.push.model, c.nodes.filter((p) => p !== node('reviews-v2')));
+    const again = buildProxyConfig(new PushContext(c.push.model, fewer, c.push), node('reviews-v1'));
     assert.equal(again.resources.routes, v1.resources.routes);
     assert.notEqual(again.resources.endpoints, v1.resources.endpoints);
-    assert.deepEqual(resourcesJson(again.resources), resourcesJson(v1.resources));
+    assert.notDeepEqual(resourcesJson(again.resources).endpoints, resourcesJson(v1.resources).endpoints);
+    const same = buildProxyConfig(new PushContext(c.push.model, c.push.registry, c.push), node('reviews-v1'));
+    assert.equal(same.resources.endpoints, v1.resources.endpoints);
   });
 
   it('a bad resource is dropped with a diagnostic and the rest still builds', () => {

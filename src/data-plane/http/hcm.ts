@@ -22,6 +22,8 @@ import { ActiveRequest } from './router.ts';
 import type { H1ParseError } from './h1/parser.ts';
 import type { HttpFilter } from './filters/types.ts';
 import { createHttpFilterRegistry, type HttpFilterRegistry } from './filters/registry.ts';
+import { compilePathNormalization, type PathNormalization } from './path-normalize.ts';
+import { compileXfcc, type XfccConfig } from './xfcc.ts';
 
 export const ROUTER_FILTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const H2_PREFACE_START = Buffer.from('PRI * HTTP/2.0');
@@ -36,7 +38,7 @@ const HCM_COUNTERS = [
   'downstream_rq_response_before_rq_complete', 'downstream_rq_max_duration_reached', 'downstream_rq_overload_close',
   'no_route', 'no_cluster', 'rq_direct_response', 'rq_redirect', 'rq_total', 'rq_reset_after_downstream_response_started',
   'downstream_rq_too_many_headers', 'downstream_cx_rx_bytes_total', 'downstream_cx_tx_bytes_total',
-  'downstream_cx_upgrades_total',
+  'downstream_cx_upgrades_total', 'downstream_rq_failed_path_normalization', 'downstream_rq_redirected_with_normalized_path',
 ] as const;
 const HCM_GAUGES = ['downstream_cx_active', 'downstream_cx_http1_active', 'downstream_cx_http2_active', 'downstream_cx_ssl_active', 'downstream_rq_active', 'downstream_cx_upgrades_active'] as const;
 
@@ -100,6 +102,10 @@ export interface HcmConfig {
   hostname: string;
   /** HTTP filters before the router, in order; empty when none is configured (the router runs directly). */
   httpFilters: readonly HttpFilter[];
+  /** normalize_path / merge_slashes / path_with_escaped_slashes_action (path-normalize.ts); undefined when all off. */
+  pathNormalization: PathNormalization | undefined;
+  /** forward_client_cert_details / set_current_client_cert_details (xfcc.ts). */
+  xfcc: XfccConfig;
 }
 
 function buildStats(store: StatsStore, prefix: string): HcmStats {
@@ -153,7 +159,7 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
     const factory = registry.get(url);
     if (factory !== undefined) {
       try {
-        httpFilters.push(factory(f.name, f.typed_config!, { statPrefix: cfg.stat_prefix, store: env.store, log: env.log, random: env.random }));
+        httpFilters.push(factory(f.name, f.typed_config!, { statPrefix: cfg.stat_prefix, store: env.store, log: env.log, random: env.random, xff: { useRemoteAddress: cfg.use_remote_address?.value ?? false, numTrustedHops: cfg.xff_num_trusted_hops }, clusters: env.clusters, baseDir: env.baseDir }));
       } catch (e) {
         if (e instanceof ConfigError) for (const d of e.diagnostics) diags.push({ ...d, path: `http_filters[${i}].typed_config.${d.path}` });
         else if (e instanceof SloopError) err(`http_filters[${i}].typed_config`, e.message, e.code);
@@ -207,6 +213,8 @@ export function compileHcm(cfg: HttpConnectionManager__Output, env: HcmEnv): Hcm
     stats: buildStats(env.store, cfg.stat_prefix),
     hostname: '',
     httpFilters,
+    pathNormalization: compilePathNormalization(cfg),
+    xfcc: compileXfcc(cfg),
   };
   // RDS: requests read `routes` when they start, so an accepted update applies to the next request.
   if (rdsHolder !== undefined) {

@@ -10,6 +10,8 @@ import type { HttpConnectionManagerFilter, HcmConfig } from './hcm.ts';
 import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream, UpstreamStream } from './stream.ts';
 import { getHeader, hasHeader, removeHeader, setHeader, stripHopByHop, isGrpcContentType } from './headers.ts';
 import { sendLocalReply } from './local-reply.ts';
+import { normalizeRequestPath } from './path-normalize.ts';
+import { mutateXfcc } from './xfcc.ts';
 import type { RouteMatch, RouteRequest } from './route/route-table.ts';
 import { requestHeaderChain, responseHeaderChain, rewritePath } from './route/route-table.ts';
 import type { ClusterPick } from './route/route-action.ts';
@@ -167,6 +169,13 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       // RFC 9112 §3.2 / RFC 9113 §8.3.1: a request without Host / :authority is malformed.
       return this.localReply(400, 'missing host header');
     }
+    // Before routing and filters: Envoy's fragment rejection and the HCM's path normalization (path-normalize.ts).
+    // Without normalization configured this is one indexOf, no allocation.
+    if (this.cfg.pathNormalization !== undefined || head.path.indexOf('#') !== -1) {
+      if (!this.normalizePath(head)) return;
+    }
+    // x-forwarded-client-cert: removed unless the mode and a client certificate say otherwise (xfcc.ts).
+    mutateXfcc(head.headers, this.down.conn, this.cfg.xfcc);
     // HCM request_timeout: until the whole request is in (or the response starts). A request that ended
     // with its head is already complete, so only requests with a body pay for the timer.
     if (this.cfg.requestTimeoutMs > 0 && head.hasBody) this.requestTimer = setTimeout(() => this.onRequestTimeout(), this.cfg.requestTimeoutMs);
@@ -193,6 +202,24 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       if (!this.runDecoderFilters()) return;
     }
     this.routeRequest(req, m);
+  }
+
+  /** Applies path normalization to `head.path`; false when the request was answered (400 or 307). */
+  private normalizePath(head: RequestHead): boolean {
+    const r = normalizeRequestPath(head.path, this.cfg.pathNormalization);
+    if (r.action === 'forward') {
+      head.path = r.path;
+      return true;
+    }
+    // Envoy: gRPC requests are never redirected; they fail like a rejected path (400 → grpc-status 13).
+    if (r.action === 'reject' || this.isGrpc) {
+      this.cfg.stats.downstream_rq_failed_path_normalization.inc();
+      this.localReply(400, '');
+      return false;
+    }
+    this.cfg.stats.downstream_rq_redirected_with_normalized_path.inc();
+    this.localReplyRaw(307, undefined, ['location', r.path]);
+    return false;
   }
 
   // ---- HTTP filters (filters/types.ts FilterRequest) -------------------------------------

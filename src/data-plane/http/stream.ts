@@ -81,6 +81,38 @@ export interface DownstreamConnectionInfo {
   /** Original destination (iptables redirect) when known, else local address:port. */
   originalDstAddress: string;
   originalDstPort: number;
+  /**
+   * TLS connections on a chain that asks for a client certificate: the peer certificate's identity (RBAC
+   * `authenticated`), read from the certificate on first access. Absent on plaintext and on chains that request
+   * no client certificate.
+   */
+  peerCertificate?: PeerCertificateInfo;
+}
+
+/** What RBAC and logging read of a downstream peer certificate (Envoy's Ssl::ConnectionInfo). */
+export interface PeerCertificateInfo {
+  /** The peer sent a certificate. */
+  readonly presented: boolean;
+  /** The certificate chained to the configured trusted CA. */
+  readonly validated: boolean;
+  readonly uriSans: readonly string[];
+  readonly dnsSans: readonly string[];
+  /** Subject in RFC 2253 form (`CN=a,O=b`), '' without a certificate. */
+  readonly subject: string;
+  /** What x-forwarded-client-cert needs besides the above, read on demand; absent in test doubles. */
+  readonly details?: () => CertificateDetails;
+}
+
+/** Certificate facts for x-forwarded-client-cert (Envoy's Ssl::ConnectionInfo digests and PEMs). */
+export interface CertificateDetails {
+  /** SHA-256 of the peer certificate's DER, lowercase hex. */
+  sha256: string;
+  /** The peer certificate as PEM. */
+  pem: string;
+  /** The peer's chain as PEM, leaf first. */
+  chainPem: string;
+  /** URI SANs of the certificate this proxy presented. */
+  localUriSans: readonly string[];
 }
 
 /** The upstream side of an exchange: the router sends the request, the response comes back. */

@@ -17,8 +17,12 @@ import { inspectTls } from './tls-inspector.ts';
 import { inspectHttp } from './http-inspector.ts';
 import { completeServerHandshake, createDownstreamTls, handshakeFailureStat, type DownstreamTls } from '../tls/context.ts';
 import { SslStats } from '../tls/ssl-stats.ts';
+import type { SecretManager } from '../tls/secrets.ts';
+import { DEFAULT_SECRET_WARMING_MS, SdsTls, sdsReferences } from '../tls/sds-tls.ts';
 import { resolveDataSource } from '../data-source.ts';
-import type { NetworkFilter } from './network-filter.ts';
+import type { ConnectionGate, NetworkFilter } from './network-filter.ts';
+import { NETWORK_RBAC_TYPE, createNetworkRbacFilter } from '../rbac/network-rbac.ts';
+import { LazyPeerCertificate } from '../tls/peer-certificate.ts';
 import type { DownstreamConnectionInfo } from '../http/stream.ts';
 import type { Counter, Gauge, StatsStore } from '../stats/store.ts';
 import { durationMs } from '../duration.ts';
@@ -34,8 +38,13 @@ const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_b
 export type NetworkFilterFactory = (filter: FilterChain__Output['filters'][number], path: string) => NetworkFilter;
 
 interface CompiledChain {
+  /** The TLS context for new connections; undefined for plaintext chains and for SDS chains still warming. */
   tls: DownstreamTls | undefined;
+  /** Set when the chain's certificates or trust bundle are SDS secrets: rebuilds `tls` when they change. */
+  sds?: SdsTls<DownstreamTls>;
   filter: NetworkFilter;
+  /** Non-terminal read filters (network-filter.ts ConnectionGate), in order; undefined when there are none. */
+  gates: ConnectionGate[] | undefined;
 }
 
 export interface ListenerStats {
@@ -118,14 +127,17 @@ export class ListenerRuntime {
   private readonly readsOriginalDst: boolean;
   /** use_original_dst: the lookup that hands a redirected connection to the listener of its original destination. */
   private readonly handOff: ((address: string, port: number) => ListenerRuntime | undefined) | undefined;
+  /** Named TLS secrets (static, agent, ADS) for chains whose DownstreamTlsContext uses SDS. */
+  private readonly secrets: SecretManager | undefined;
 
   /**
    * Validates and compiles everything; throws ConfigError (paths relative to the listener).
    * `findListener` finds the listener of an original destination among the proxy's listeners; it is needed
    * for `use_original_dst` (without it, redirected connections stay on this listener).
    */
-  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string, findListener?: (address: string, port: number) => ListenerRuntime | undefined) {
+  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string, findListener?: (address: string, port: number) => ListenerRuntime | undefined, secrets?: SecretManager) {
     this.name = config.name;
+    this.secrets = secrets;
     this.config = config;
     this.log = log.child({ listener: config.name });
     listenerAddress(config);
@@ -166,13 +178,16 @@ export class ListenerRuntime {
     if (config.default_filter_chain) all.push([config.default_filter_chain, 'default_filter_chain']);
     for (const [chain, path] of all) {
       try {
-        this.chains.set(chain, this.compileChain(chain, path, makeFilter, baseDir));
+        this.chains.set(chain, this.compileChain(chain, path, makeFilter, baseDir, store));
       } catch (err) {
         if (err instanceof ConfigError) diags.push(...err.diagnostics);
         else throw err;
       }
     }
-    if (diags.length > 0) throw new ConfigError(diags, `listener ${config.name}`);
+    if (diags.length > 0) {
+      for (const c of this.chains.values()) c.sds?.close();
+      throw new ConfigError(diags, `listener ${config.name}`);
+    }
     const addr = listenerAddress(config);
     const scope = store.scope(`listener.${addr.host}_${addr.port}`);
     this.stats = {
@@ -204,14 +219,32 @@ export class ListenerRuntime {
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
   }
 
-  private compileChain(chain: FilterChain__Output, path: string, makeFilter: NetworkFilterFactory, baseDir: string): CompiledChain {
+  private compileChain(chain: FilterChain__Output, path: string, makeFilter: NetworkFilterFactory, baseDir: string, store: StatsStore): CompiledChain {
     const diags: Diagnostic[] = [];
     let downTls: DownstreamTls | undefined;
+    let sds: SdsTls<DownstreamTls> | undefined;
+    let compiled: CompiledChain | undefined;
     const ts = chain.transport_socket;
     if (ts?.typed_config) {
       if (ts.typed_config.type_url === DOWNSTREAM_TLS) {
         try {
-          downTls = createDownstreamTls(unpackAny<DownstreamTlsContext__Output>(ts.typed_config), (ds) => resolveDataSource(ds, baseDir));
+          const ctx = unpackAny<DownstreamTlsContext__Output>(ts.typed_config);
+          const read = (ds: Parameters<typeof resolveDataSource>[0]): Buffer | undefined => resolveDataSource(ds, baseDir);
+          const refs = this.secrets !== undefined ? sdsReferences(ctx.common_tls_context) : [];
+          if (refs.length > 0) {
+            // SDS secrets: new connections get the context rebuilt on every secret change; existing ones keep theirs.
+            sds = new SdsTls({
+              common: ctx.common_tls_context,
+              secrets: this.secrets!,
+              build: (tlsOptions) => createDownstreamTls(ctx, read, tlsOptions),
+              onUpdate: (t) => {
+                if (compiled !== undefined) compiled.tls = t;
+              },
+              log: this.log,
+              where: `listener ${this.name} ${path}`,
+            });
+            downTls = sds.current;
+          } else downTls = createDownstreamTls(ctx, read);
         } catch (err) {
           if (err instanceof ConfigError) for (const d of err.diagnostics) diags.push({ ...d, path: `${path}.transport_socket.typed_config.${d.path}` });
           else throw err;
@@ -223,21 +256,48 @@ export class ListenerRuntime {
     const filters = chain.filters;
     if (filters.length === 0) diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path: `${path}.filters`, message: 'a filter chain needs a terminal network filter (tcp_proxy or http_connection_manager)' });
     let filter: NetworkFilter | undefined;
+    let gates: ConnectionGate[] | undefined;
     filters.forEach((f, i) => {
       try {
-        // Only the last filter is terminal; earlier ones would be non-terminal filters (rbac, …) that arrive later.
+        // Only the last filter is terminal; earlier ones are read filters that decide on the connection (rbac).
         if (i === filters.length - 1) filter = makeFilter(f, `${path}.filters[${i}]`);
-        else diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `${path}.filters[${i}]`, message: `unsupported non-terminal network filter ${JSON.stringify(f.typed_config?.type_url ?? f.name)}` });
+        else if (f.typed_config?.type_url === NETWORK_RBAC_TYPE) {
+          try {
+            (gates ??= []).push(createNetworkRbacFilter(f.typed_config, store, this.log));
+          } catch (err) {
+            if (err instanceof ConfigError) for (const d of err.diagnostics) diags.push({ ...d, path: `${path}.filters[${i}].typed_config.${d.path}` });
+            else throw err;
+          }
+        } else diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED', path: `${path}.filters[${i}]`, message: `unsupported non-terminal network filter ${JSON.stringify(f.typed_config?.type_url ?? f.name)}` });
       } catch (err) {
         if (err instanceof ConfigError) diags.push(...err.diagnostics);
         else throw err;
       }
     });
-    if (diags.length > 0 || filter === undefined) throw new ConfigError(diags, `filter chain ${path}`);
-    return { tls: downTls, filter };
+    if (diags.length > 0 || filter === undefined) {
+      sds?.close();
+      throw new ConfigError(diags, `filter chain ${path}`);
+    }
+    compiled = { tls: downTls, filter, gates, sds };
+    return compiled;
+  }
+
+  /**
+   * Waits (at most `timeoutMs`, Envoy's SDS initial_fetch_timeout) until every SDS-backed chain has its secrets,
+   * as Envoy's init manager keeps a listener warming. A chain still without them afterwards refuses connections.
+   */
+  async secretsWarmed(timeoutMs = DEFAULT_SECRET_WARMING_MS): Promise<void> {
+    const warming = [...this.chains.values()].filter((c) => c.sds !== undefined && c.tls === undefined);
+    if (warming.length === 0) return;
+    const ok = await Promise.all(warming.map((c) => c.sds!.waitReady(timeoutMs)));
+    if (!ok.every(Boolean)) {
+      const missing = [...new Set(warming.flatMap((c) => c.sds!.missing()))];
+      this.log.warn({ secrets: missing, timeoutMs }, 'listener secrets not available in time; TLS chains without them refuse connections until they arrive');
+    }
   }
 
   async listen(): Promise<number> {
+    await this.secretsWarmed();
     const { host, port } = listenerAddress(this.config);
     if (!this.bindsToPort) {
       // Envoy: "the listener will not bind to its port and only receives connections handed off by a
@@ -418,8 +478,21 @@ export class ListenerRuntime {
       serverName: sni ?? '',
       originalDstAddress: localAddress,
       originalDstPort: localPort,
+      // Present from the start (set on mTLS handshakes below) so every connection's info has one shape.
+      peerCertificate: undefined,
     };
+    if (chain.tls === undefined && chain.sds !== undefined) {
+      // An SDS chain whose secrets have not arrived: there is no certificate to present (never plaintext).
+      this.stats.ssl.connection_error.inc();
+      this.log.debug({ secrets: chain.sds.missing() }, 'TLS secrets not available; connection closed');
+      socket.destroy();
+      return;
+    }
     if (chain.tls === undefined) {
+      if (chain.gates !== undefined && !passGates(chain.gates, info)) {
+        socket.destroy();
+        return;
+      }
       chain.filter.onConnection(socket, info, head, '');
       return;
     }
@@ -473,6 +546,12 @@ export class ListenerRuntime {
       }
       this.stats.ssl.onHandshake(t);
       info.serverName = (t as tls.TLSSocket & { servername?: string }).servername || info.serverName;
+      // Read on first use only (RBAC `authenticated`): plain connections and chains without client certs pay nothing.
+      if (downTls.requestCert) info.peerCertificate = new LazyPeerCertificate(t);
+      if (chain.gates !== undefined && !passGates(chain.gates, info)) {
+        t.destroy();
+        return;
+      }
       chain.filter.onConnection(t, info, EMPTY, typeof t.alpnProtocol === 'string' ? t.alpnProtocol : '');
     });
   }
@@ -495,6 +574,7 @@ export class ListenerRuntime {
 
   close(): void {
     if (this.ownsServer) this.server.close();
+    for (const c of this.chains.values()) c.sds?.close();
     for (const c of this.chains.values()) c.filter.close();
     for (const s of this.sockets) s.destroy();
   }
@@ -502,6 +582,11 @@ export class ListenerRuntime {
 
 const EMPTY: Buffer = Buffer.alloc(0);
 function noop(): void {}
+/** Runs the chain's non-terminal read filters; false as soon as one refuses the connection. */
+function passGates(gates: readonly ConnectionGate[], info: DownstreamConnectionInfo): boolean {
+  for (const g of gates) if (!g.onConnection(info)) return false;
+  return true;
+}
 function stripV4Mapped(a: string): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }

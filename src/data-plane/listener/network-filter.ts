@@ -16,3 +16,13 @@ export interface NetworkFilter {
   /** Forcibly closes everything. */
   close(): void;
 }
+
+/**
+ * A non-terminal read filter ahead of the terminal one (`filters[0..n-2]` of a chain, e.g.
+ * envoy.filters.network.rbac). It decides once per connection, after TLS and before the terminal filter sees the
+ * connection; returning false closes the connection (Envoy's read filter answering StopIteration and closing).
+ * Filters that transform bytes do not fit this seam.
+ */
+export interface ConnectionGate {
+  onConnection(info: DownstreamConnectionInfo): boolean;
+}

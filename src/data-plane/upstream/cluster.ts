@@ -14,8 +14,10 @@ import { ConfigError, type Diagnostic } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.ts';
 import { createLoadBalancerFromSettings, parseLbSettings, type LbSettings, type LoadBalancer, type LbContext, type UpstreamHost } from './lb/load-balancer.ts';
-import { createUpstreamTls, handshakeFailureStat } from '../tls/context.ts';
+import { createUpstreamTls, handshakeFailureStat, type UpstreamTls } from '../tls/context.ts';
 import { SslStats } from '../tls/ssl-stats.ts';
+import type { SecretManager } from '../tls/secrets.ts';
+import { DEFAULT_SECRET_WARMING_MS, SdsTls, sdsReferences } from '../tls/sds-tls.ts';
 import { resolveDataSource } from '../data-source.ts';
 import { H1Pool } from './h1-pool.ts';
 import { H2Pool } from './h2-pool.ts';
@@ -67,6 +69,8 @@ export interface ClusterEnv {
   now: () => number;
   random: () => number;
   baseDir: string;
+  /** Named TLS secrets (static, agent, ADS) for UpstreamTlsContexts that use SDS. */
+  secrets?: SecretManager;
 }
 
 export class ClusterRuntime {
@@ -85,7 +89,10 @@ export class ClusterRuntime {
   readonly tlsEnabled: boolean;
   readonly type: string;
   readonly addedViaApi: boolean;
-  private readonly tlsOptions: tls.ConnectionOptions | undefined;
+  /** Replaced when an SDS secret of the UpstreamTlsContext changes: new connections use the new certificate. */
+  private tlsOptions: tls.ConnectionOptions | undefined;
+  /** Set when the UpstreamTlsContext uses SDS secrets. */
+  private readonly sdsTls: SdsTls<UpstreamTls> | undefined;
   private readonly verifyPeer: ConnectOptions['verifyPeer'];
   private readonly onTlsError: ConnectOptions['onTlsError'];
   private hostsByPriority: UpstreamHost[][] = [];
@@ -118,7 +125,8 @@ export class ClusterRuntime {
     this.env = env;
     this.addedViaApi = addedViaApi;
     this.stats = makeStats(scope);
-    this.initialized = new Promise((r) => (this.markInitialized = r));
+    const hostsReady = new Promise<void>((r) => (this.markInitialized = r));
+    this.initialized = hostsReady;
     const diags: Diagnostic[] = [];
     this.type = config.cluster_discovery_type === 'type' ? (config.type ?? 'STATIC') : 'CLUSTER_PROVIDED';
     this.connectTimeoutMs = durationMs(config.connect_timeout, 5000);
@@ -153,11 +161,37 @@ export class ClusterRuntime {
     if (ts?.typed_config && ts.typed_config.type_url.endsWith('.UpstreamTlsContext')) {
       const ctx = unpackAny<UpstreamTlsContext__Output>(ts.typed_config);
       try {
-        const u = createUpstreamTls(ctx, (ds) => resolveDataSource(ds, env.baseDir));
-        this.tlsOptions = u.options;
+        const read = (ds: Parameters<typeof resolveDataSource>[0]): Buffer | undefined => resolveDataSource(ds, env.baseDir);
         // Envoy's TLS statistics for upstream sockets: cluster.<name>.ssl.*.
         const ssl = new SslStats(scope);
+        let u: UpstreamTls | undefined;
+        const refs = env.secrets !== undefined ? sdsReferences(ctx.common_tls_context) : [];
+        if (refs.length > 0) {
+          // SDS secrets: each change builds a new context for new connections; pooled connections keep theirs.
+          const sdsTls = new SdsTls<UpstreamTls>({
+            common: ctx.common_tls_context,
+            secrets: env.secrets!,
+            build: (tlsOptions) => createUpstreamTls(ctx, read, tlsOptions),
+            onUpdate: (next) => {
+              u = next;
+              this.tlsOptions = next.options;
+            },
+            log: env.log,
+            where: `cluster ${config.name}`,
+          });
+          this.sdsTls = sdsTls;
+          u = sdsTls.current;
+          // The cluster warms until its secrets arrive (at most Envoy's SDS initial_fetch_timeout).
+          this.initialized = Promise.all([hostsReady, sdsTls.waitReady(DEFAULT_SECRET_WARMING_MS)]).then(() => undefined);
+        } else u = createUpstreamTls(ctx, read);
+        // Until the secrets arrive there is no certificate to offer: a TLS handshake is made (never plaintext) and
+        // refused by verifyPeer before any byte of the request is sent.
+        this.tlsOptions = u?.options ?? { rejectUnauthorized: false };
         this.verifyPeer = (t) => {
+          if (u === undefined) {
+            ssl.connection_error.inc();
+            return 'TLS secrets not available yet (SDS warming)';
+          }
           const bad = u.checkPeer(t);
           if (bad === undefined) ssl.onHandshake(t);
           else ssl.onFailure(bad.stat);
@@ -202,7 +236,10 @@ export class ClusterRuntime {
     }
     // cluster.proto cleanup_interval: unused original-destination hosts are dropped after it (default 5 s).
     this.cleanupIntervalMs = durationMs(config.cleanup_interval, 5000);
-    if (diags.length > 0) throw new ConfigError(diags, `cluster ${config.name}`);
+    if (diags.length > 0) {
+      this.sdsTls?.close();
+      throw new ConfigError(diags, `cluster ${config.name}`);
+    }
   }
 
   /** EDS clusters: the ClusterLoadAssignment name (eds_cluster_config.service_name, else the cluster name). */
@@ -530,6 +567,7 @@ export class ClusterRuntime {
 
   close(): void {
     this.closed = true;
+    this.sdsTls?.close();
     this.outlier?.close();
     if (this.dnsTimer !== null) clearTimeout(this.dnsTimer);
     if (this.cleanupTimer !== null) clearInterval(this.cleanupTimer);

@@ -7,6 +7,9 @@ import type { Any__Output } from '../../../xds/gen/google/protobuf/Any.ts';
 import type { FilterFactoryContext, HttpFilter } from './types.ts';
 import { CORS_FILTER_TYPE, createCorsFilter } from './cors.ts';
 import { FAULT_FILTER_TYPE, createFaultFilter } from './fault.ts';
+import { RBAC_FILTER_TYPE, createRbacFilter } from './rbac.ts';
+import { JWT_AUTHN_FILTER_TYPE, createJwtAuthnFilter } from './jwt-authn.ts';
+import { EXT_AUTHZ_FILTER_TYPE, createExtAuthzFilter } from './ext-authz.ts';
 
 /**
  * Builds one filter from its HCM entry. `name` is `http_filters[].name` (the key of per-route configs).
@@ -22,5 +25,8 @@ export function createHttpFilterRegistry(): HttpFilterRegistry {
   return new Map<string, HttpFilterFactory>([
     [FAULT_FILTER_TYPE, createFaultFilter],
     [CORS_FILTER_TYPE, createCorsFilter],
+    [RBAC_FILTER_TYPE, createRbacFilter],
+    [JWT_AUTHN_FILTER_TYPE, createJwtAuthnFilter],
+    [EXT_AUTHZ_FILTER_TYPE, createExtAuthzFilter],
   ]);
 }

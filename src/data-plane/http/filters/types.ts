@@ -71,4 +71,13 @@ export interface FilterFactoryContext {
   log: Logger;
   /** Uniform in [0, 1); injected so tests are deterministic. */
   random: () => number;
+  /**
+   * The connection manager's `use_remote_address` and `xff_num_trusted_hops`: how Envoy derives the client address
+   * from x-forwarded-for (RBAC `remote_ip`). Absent means use_remote_address false, 0 trusted hops.
+   */
+  xff?: { readonly useRemoteAddress: boolean; readonly numTrustedHops: number };
+  /** The proxy's clusters, for filters that call out (jwt_authn's remote JWKS, ext_authz); absent in unit tests. */
+  clusters?: import('../../upstream/cluster-manager.ts').ClusterManager;
+  /** Directory relative DataSource `filename`s resolve against. */
+  baseDir?: string;
 }

@@ -639,3 +639,16 @@ export function compileRouteConfig(rc: RouteConfiguration__Output, opts: Compile
   table.diagnostics = sink.diagnostics;
   return table;
 }
+
+/**
+ * A RouteMatch outside a route table (jwt_authn's RequirementRule.match): compiled with the route table's rules,
+ * matched against a request as a route would be. Diagnostics go to `sink` with paths under `path`.
+ */
+export function compileStandaloneRouteMatch(m: RouteMatch__Output | null, path: string, sink: CompileSink): CompiledRouteMatch {
+  return compileMatch(m, path, sink);
+}
+
+/** Whether `req` matches a RouteMatch compiled by {@link compileStandaloneRouteMatch}. */
+export function standaloneRouteMatches(m: CompiledRouteMatch, req: RouteRequest, random: number): boolean {
+  return routeMatches(m, req, req.path, pathEndIndex(req.path), random);
+}

@@ -1,0 +1,68 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { validateDocuments } from '../config/validate.ts';
+import { parseDocuments } from '../config/documents.ts';
+import { buildRegistry } from '../registry/registry.ts';
+import { parseProxyInfo } from '../registry/proxy-info.ts';
+import { buildProxyConfig } from './build.ts';
+import { createPushContext, type PushContext } from './push-context.ts';
+import { TESTDATA } from './testdata/cases.ts';
+
+const BOOKINFO = readFileSync(join(TESTDATA, 'bookinfo.yaml'), 'utf8');
+
+/** bookinfo.yaml with its TestNodes as connected proxies, one text edit applied, pushed after `previous`. */
+function push(edit: (yaml: string) => string, previous?: PushContext): PushContext {
+  const { documents } = parseDocuments(edit(BOOKINFO), 'bookinfo.yaml');
+  const { model } = validateDocuments(documents);
+  const nodes = model.others.filter((o) => o.kind === 'TestNode').map((o) => {
+    const spec = o.value.spec as { id: string; metadata?: Record<string, unknown> };
+    return parseProxyInfo({ id: spec.id, metadata: spec.metadata ?? {} }).proxy;
+  });
+  return createPushContext(model, buildRegistry(model, nodes), previous);
+}
+
+function proxy(p: PushContext) {
+  const o = p.model.others.find((x) => x.kind === 'TestNode')!;
+  const spec = o.value.spec as { id: string; metadata?: Record<string, unknown> };
+  return parseProxyInfo({ id: spec.id, metadata: spec.metadata ?? {} }).proxy;
+}
+
+describe('PushContext reuse across pushes', () => {
+  it('keeps the clusters of a push whose only change is a VirtualService, and rebuilds them for any other change', () => {
+    assert.match(BOOKINFO, /kind: VirtualService/);
+    const first = push((y) => y);
+    const a = buildProxyConfig(first, proxy(first));
+    // A VirtualService edit: routes change, the cluster list is the very same object (no rebuild, no re-encode).
+    const vsEdit = push((y) => y.replace('weight: 80', 'weight: 70').replace('weight: 20', 'weight: 30'), first);
+    assert.notEqual(vsEdit.model, first.model);
+    const b = buildProxyConfig(vsEdit, proxy(vsEdit));
+    assert.equal(b.layers.clusters.shared, a.layers.clusters.shared);
+    assert.notDeepEqual(b.resources.routes, a.resources.routes);
+    // The same text loaded again (a new model object, equal content) keeps them too.
+    const again = push((y) => y.replace('weight: 80', 'weight: 70').replace('weight: 20', 'weight: 30'), vsEdit);
+    assert.equal(buildProxyConfig(again, proxy(again)).layers.clusters.shared, a.layers.clusters.shared);
+    // A DestinationRule edit: clusters are built again.
+    assert.match(BOOKINFO, /loadBalancer: \{simple: ROUND_ROBIN\}/);
+    const changed = push((y) => y.replace('loadBalancer: {simple: ROUND_ROBIN}', 'loadBalancer: {simple: RANDOM}'), again);
+    const c = buildProxyConfig(changed, proxy(changed));
+    assert.notEqual(c.layers.clusters.shared, a.layers.clusters.shared);
+    assert.notDeepEqual(c.resources.clusters, a.resources.clusters);
+  });
+
+  it('keeps routes and outbound listeners when only endpoints change (a WorkloadEntry added), not when a Service does', () => {
+    const first = push((y) => y);
+    const a = buildProxyConfig(first, proxy(first));
+    const workloadEntry = '\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm-ratings}\nspec: {address: 10.9.9.9, labels: {app: ratings, version: v1}}\n';
+    const weAdded = push((y) => y + workloadEntry, first);
+    const b = buildProxyConfig(weAdded, proxy(weAdded));
+    assert.equal(b.resources.routes, a.resources.routes);
+    assert.equal(b.layers.listeners.shared, a.layers.listeners.shared);
+    assert.ok(JSON.stringify(b.resources.endpoints).includes('10.9.9.9'), 'the new endpoint is in EDS');
+    assert.ok(!JSON.stringify(a.resources.endpoints).includes('10.9.9.9'));
+    // A Service's port changes: routes are built again.
+    const svcEdit = push((y) => y.replace('ports: [{port: 9080, name: http}]\n  selector: {app: ratings}', 'ports: [{port: 9081, name: http}]\n  selector: {app: ratings}') + workloadEntry, weAdded);
+    assert.notEqual(buildProxyConfig(svcEdit, proxy(svcEdit)).resources.routes, a.resources.routes);
+  });
+});
