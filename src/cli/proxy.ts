@@ -30,8 +30,10 @@ export interface ProxyCliOptions {
 
 /** A string field of the bootstrap's node metadata (google.protobuf.Struct). */
 function nodeMetadata(b: Bootstrap__Output, key: string): string | undefined {
-  const v = (b.node?.metadata as { fields?: Record<string, { string_value?: string; kind?: string }> } | null | undefined)?.fields?.[key];
-  return v?.kind === 'string_value' && v.string_value ? v.string_value : undefined;
+  // protobufjs' built-in Struct keeps camelCase field names (stringValue) whatever keepCase says.
+  const v = (b.node?.metadata as { fields?: Record<string, { string_value?: string; stringValue?: string; kind?: string }> } | null | undefined)?.fields?.[key];
+  const s = v?.kind === 'string_value' ? v.string_value : v?.kind === 'stringValue' ? v.stringValue : undefined;
+  return s ? s : undefined;
 }
 
 /** The workload agent from flags and node metadata; throws SloopError on a missing identity or token file. */

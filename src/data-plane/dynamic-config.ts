@@ -212,11 +212,19 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
   }
 
   private async clustersWarm(timeoutMs: number): Promise<void> {
-    const pending = [...this.warmingClusters.values()].map((w) => w.rt.initialized);
-    if (pending.length === 0) return;
-    await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
-    // Promotion runs in the initialized callbacks; let them run first.
-    await Promise.resolve();
+    let timedOut = false;
+    const timeout = new Promise<void>((r) => setTimeout(r, timeoutMs).unref()).then(() => {
+      timedOut = true;
+    });
+    // A CDS update while warming replaces warming clusters (a closed one counts as initialized): wait for the
+    // clusters warming now, until none is left or the timeout.
+    while (!timedOut) {
+      const pending = [...this.warmingClusters.values()].map((w) => w.rt.initialized);
+      if (pending.length === 0) return;
+      await Promise.race([Promise.all(pending), timeout]);
+      // Promotion runs in the initialized callbacks; let them run first.
+      await Promise.resolve();
+    }
   }
 
   private async listenersWarm(): Promise<void> {

@@ -63,6 +63,23 @@ spec:
     - destination: { host: reviews, subset: v2 }
       weight: 50
 `,
+  'peer-authentication.yaml': `# Mutual TLS between sidecars (docs/identity.md). Every workload's sidecar holds a certificate for its
+# service account from the control plane's CA; mesh-wide STRICT refuses plaintext on every inbound port.
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: default, namespace: istio-system }
+spec:
+  mtls: { mode: STRICT }
+---
+# The entry: your curl to localhost:8080 has no mesh certificate, so the frontend also takes plaintext
+# (PERMISSIVE: one port, both kinds, told apart by the first bytes). Set STRICT here and curl is refused.
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: frontend-entry, namespace: default }
+spec:
+  selector: { matchLabels: { app: frontend } }
+  mtls: { mode: PERMISSIVE }
+`,
 };
 
 /** The VirtualService file a user edits to shift traffic. */

@@ -13,13 +13,14 @@
  * the children in order: sidecars drain first, then the apps, then the control plane.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as stringifyYaml } from 'yaml';
 import { freePorts } from './ports.ts';
+import { TokenStore } from '../control-plane/ca/tokens.ts';
 import { buildSidecarBootstrap, type SidecarSpec } from './sidecar-bootstrap.ts';
 import { createMeshNetwork, deleteMeshNetwork, deleteStaleMeshNetworks, buildHostsFile, TRANSPARENT_ADMIN_PORT, type MeshNetwork, type MeshServiceName } from './transparent/mesh-network.ts';
 import { startPortForward, type PortForward } from './transparent/port-forward.ts';
@@ -107,14 +108,22 @@ interface WorkloadPlan {
   portName: string;
   /** Transparent mode: the app's real port (each workload has its own IP, so reviews v1 and v2 both use 9080). */
   port: number;
+  /** Its Kubernetes service account: the identity in its certificate, `spiffe://cluster.local/ns/default/sa/<sa>`. */
+  serviceAccount: string;
 }
 
 const WORKLOADS: readonly WorkloadPlan[] = [
-  { name: 'frontend', labels: { app: 'frontend', version: 'v1' }, program: 'frontend', args: [], portName: 'http', port: 8000 },
-  { name: 'reviews-v1', labels: { app: 'reviews', version: 'v1' }, program: 'reviews', args: ['--version', 'v1'], portName: 'http', port: 9080 },
-  { name: 'reviews-v2', labels: { app: 'reviews', version: 'v2' }, program: 'reviews', args: ['--version', 'v2'], portName: 'http', port: 9080 },
-  { name: 'ratings', labels: { app: 'ratings', version: 'v1' }, program: 'ratings', args: [], portName: 'grpc', port: 9090 },
+  { name: 'frontend', labels: { app: 'frontend', version: 'v1' }, program: 'frontend', args: [], portName: 'http', port: 8000, serviceAccount: 'frontend' },
+  { name: 'reviews-v1', labels: { app: 'reviews', version: 'v1' }, program: 'reviews', args: ['--version', 'v1'], portName: 'http', port: 9080, serviceAccount: 'reviews' },
+  { name: 'reviews-v2', labels: { app: 'reviews', version: 'v2' }, program: 'reviews', args: ['--version', 'v2'], portName: 'http', port: 9080, serviceAccount: 'reviews' },
+  { name: 'ratings', labels: { app: 'ratings', version: 'v1' }, program: 'ratings', args: [], portName: 'grpc', port: 9090, serviceAccount: 'ratings' },
 ];
+
+/**
+ * Labels every workload carries besides its own: Istio's injector marks a pod whose sidecar holds mesh
+ * certificates with `security.istio.io/tlsMode: istio`; auto mTLS and STRICT inbound key on it.
+ */
+const MESH_LABELS: Readonly<Record<string, string>> = { 'security.istio.io/tlsMode': 'istio' };
 
 /** Environment variables that would send a child's traffic somewhere we did not choose. */
 const PROXY_VARIABLES = /^(https?|grpc|all|no|no_grpc)_proxy$|^NODE_USE_ENV_PROXY$/i;
@@ -219,8 +228,18 @@ export class MeshRunner {
     const o = this.#o;
     const env = Object.fromEntries(Object.entries(o.baseEnv).filter(([k, v]) => v !== undefined && !PROXY_VARIABLES.test(k))) as Record<string, string>;
 
-    o.progress(`starting the control plane on ${o.xdsHost}:${o.xdsPort} (config ${o.configDir})`);
-    const cp = this.#spawn({ name: 'controlplane', role: 'controlplane', logPath: join(logDir, 'controlplane.log') }, o.sloopBin, ['controlplane', '--config', o.configDir, '--xds-address', `${o.xdsHost}:${o.xdsPort}`, '-l', o.logLevel], env);
+    // The CA (docs/identity.md): its state in the run directory, a bootstrap token per workload minted before the
+    // control plane starts, each readable only by its sidecar.
+    const caDir = join(o.runDir, 'ca');
+    const tokenDir = join(o.runDir, 'tokens');
+    mkdirSync(tokenDir, { recursive: true, mode: 0o700 });
+    const tokens = await TokenStore.open({ dir: caDir });
+    for (const w of WORKLOADS) {
+      const token = await tokens.mint({ namespace: NAMESPACE, serviceAccount: w.serviceAccount });
+      writeFileSync(join(tokenDir, `${w.name}.token`), token + '\n', { mode: 0o600 });
+    }
+    o.progress(`starting the control plane on ${o.xdsHost}:${o.xdsPort} (config ${o.configDir}; CA and its workload tokens in ${caDir})`);
+    const cp = this.#spawn({ name: 'controlplane', role: 'controlplane', logPath: join(logDir, 'controlplane.log') }, o.sloopBin, ['controlplane', '--config', o.configDir, '--xds-address', `${o.xdsHost}:${o.xdsPort}`, '--ca-dir', caDir, '-l', o.logLevel], env);
     await this.#poll(() => tcpReachable(o.xdsPort, o.xdsHost === '0.0.0.0' ? HOST : o.xdsHost), deadline, `the control plane to listen on ${o.xdsHost}:${o.xdsPort}`, cp.info);
     if (o.mode === 'transparent') return this.#startTransparent(logDir, env, deadline);
 
@@ -236,7 +255,8 @@ export class MeshRunner {
       const spec: SidecarSpec = {
         name: w.name,
         namespace: NAMESPACE,
-        labels: w.labels,
+        labels: { ...w.labels, ...MESH_LABELS },
+        serviceAccount: w.serviceAccount,
         appPort: { name: w.portName, port: appPort },
         inboundPort: w.name === 'frontend' ? o.entryPort : take(),
         outboundPort: take(),
@@ -249,7 +269,7 @@ export class MeshRunner {
       const sidecar = this.#spawn(
         { name: `${w.name}-sidecar`, role: 'sidecar', logPath: join(logDir, `${w.name}-sidecar.log`), adminPort: spec.adminPort, inboundPort: spec.inboundPort, outboundPort: spec.outboundPort },
         o.sloopBin,
-        ['proxy', '-c', bootstrapPath, '--log-level', o.logLevel, '--drain-time-s', String(o.drainTimeS)],
+        ['proxy', '-c', bootstrapPath, '--log-level', o.logLevel, '--drain-time-s', String(o.drainTimeS), ...this.#agentArgs(w, `${o.xdsHost === '0.0.0.0' ? HOST : o.xdsHost}:${o.xdsPort}`)],
         env,
       );
       const proxyUrl = `http://${HOST}:${spec.outboundPort}`;
@@ -289,6 +309,10 @@ export class MeshRunner {
     const bootDir = join(o.runDir, 'bootstrap');
     mkdirSync(bootDir, { recursive: true });
     for (const d of [o.runDir, bootDir]) chmodSync(d, 0o755);
+    // Each sidecar (uid 1337) reads its own token; the files stay 0600.
+    const tokenDir = join(o.runDir, 'tokens');
+    chownSync(tokenDir, PROXY_UID, PROXY_UID);
+    for (const w of WORKLOADS) chownSync(join(tokenDir, `${w.name}.token`), PROXY_UID, PROXY_UID);
     o.progress(`starting ${WORKLOADS.length} apps and their sidecars (transparent mode: iptables → sidecar :15001/:15006)`);
     const waits: Promise<void>[] = [];
     for (const w of WORKLOADS) {
@@ -296,7 +320,8 @@ export class MeshRunner {
       const spec: SidecarSpec = {
         name: w.name,
         namespace: NAMESPACE,
-        labels: w.labels,
+        labels: { ...w.labels, ...MESH_LABELS },
+        serviceAccount: w.serviceAccount,
         appPort: { name: w.portName, port: w.port },
         adminPort: TRANSPARENT_ADMIN_PORT,
         adminHost: ns.workloadIp,
@@ -308,7 +333,7 @@ export class MeshRunner {
       const bootstrapPath = join(bootDir, `${w.name}.yaml`);
       writeFileSync(bootstrapPath, `# Generated by sloop up for ${w.name}; rewritten on every run.\n` + stringifyYaml(buildSidecarBootstrap(spec)), { mode: 0o644 });
       const where = { netns: ns.name, ip: ns.workloadIp };
-      const [ipCmd, ...sidecarArgs] = workloadCommand(ns.name, [o.sloopBin, 'proxy', '-c', bootstrapPath, '--log-level', o.logLevel, '--drain-time-s', String(o.drainTimeS)], { uid: PROXY_UID });
+      const [ipCmd, ...sidecarArgs] = workloadCommand(ns.name, [o.sloopBin, 'proxy', '-c', bootstrapPath, '--log-level', o.logLevel, '--drain-time-s', String(o.drainTimeS), ...this.#agentArgs(w, `${net.node.hostIp}:${o.xdsPort}`)], { uid: PROXY_UID });
       const sidecar = this.#spawn({ name: `${w.name}-sidecar`, role: 'sidecar', logPath: join(logDir, `${w.name}-sidecar.log`), adminPort: spec.adminPort, ...where }, ipCmd, sidecarArgs, env);
       // No proxy settings: the app's connections are redirected to its sidecar by iptables.
       const [, ...appArgs] = workloadCommand(ns.name, [o.nodeBin, '--disable-warning=ExperimentalWarning', appProgram(w.program), '--port', String(w.port), ...w.args]);
@@ -323,6 +348,11 @@ export class MeshRunner {
     const frontend = WORKLOADS[0];
     const frontendNs = net.workloads.get(frontend.name)!;
     this.#forwards.push(await startPortForward(HOST, o.entryPort, frontendNs.workloadIp, frontend.port));
+  }
+
+  /** A sidecar's agent flags: the CA (the control plane's xDS port) and the workload's bootstrap token. */
+  #agentArgs(w: WorkloadPlan, caAddress: string): string[] {
+    return ['--ca-address', caAddress, '--token-file', join(this.#o.runDir, 'tokens', `${w.name}.token`)];
   }
 
   /** Deletes the namespaces (after the processes stopped). Memoized: stop() may run more than once. */

@@ -12,6 +12,8 @@ export interface SidecarSpec {
   namespace: string;
   /** Workload labels (`app`, `version`): what Services and DestinationRule subsets select. */
   labels: Readonly<Record<string, string>>;
+  /** Kubernetes service account (SERVICE_ACCOUNT): the workload's identity, the agent's CSR and peers' SAN checks. */
+  serviceAccount?: string;
   /** The app's own port and its name (the Service's `targetPort`), when the workload serves. */
   appPort?: { name: string; port: number };
   /** Port of the sidecar's inbound listener for `appPort`: what peers dial (SLOOP_ENDPOINT_PORTS). */
@@ -43,6 +45,7 @@ export function buildSidecarBootstrap(s: SidecarSpec): Record<string, unknown> {
     INSTANCE_IPS: s.instanceIp ?? '127.0.0.1',
     INTERCEPTION_MODE: s.interceptionMode ?? 'NONE',
   };
+  if (s.serviceAccount !== undefined) metadata.SERVICE_ACCOUNT = s.serviceAccount;
   if (s.outboundPort !== undefined) metadata.SLOOP_OUTBOUND_PORT = String(s.outboundPort);
   if (s.appPort !== undefined) {
     metadata.POD_PORTS = JSON.stringify([{ name: s.appPort.name, containerPort: s.appPort.port, protocol: 'TCP' }]);

@@ -13,12 +13,16 @@ import { curl } from '../helpers/clients.ts';
 import { freePorts } from '../helpers/ports.ts';
 import { SLOOP_BIN, REPO_ROOT } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { callerIdentity } from '../../src/mesh/apps/args.ts';
+
+const SA = (name: string): string => `spiffe://cluster.local/ns/default/sa/${name}`;
 
 interface Hop {
   service: string;
   version?: string;
   served_by?: string;
   stars?: number;
+  error?: string;
   seen_headers: Record<string, string>;
 }
 interface Chain {
@@ -109,7 +113,7 @@ describe('sloop up: a whole mesh from one command (explicit mode)', { timeout: 2
   });
 
   it('writes the config folder and reports every process it started', async () => {
-    for (const f of ['services.yaml', 'destination-rules.yaml', 'reviews-virtualservice.yaml']) assert.ok(existsSync(join(dir, 'mesh', f)), f);
+    for (const f of ['services.yaml', 'destination-rules.yaml', 'reviews-virtualservice.yaml', 'peer-authentication.yaml']) assert.ok(existsSync(join(dir, 'mesh', f)), f);
     // control plane + 4 apps + 4 sidecars
     assert.equal(pids.length, 9, output());
     assert.equal(admin.size, 4, output());
@@ -129,10 +133,19 @@ describe('sloop up: a whole mesh from one command (explicit mode)', { timeout: 2
       assert.match(c.reviews.seen_headers['x-request-id'], UUID);
       assert.equal(c.reviews.rating.served_by, 'ratings', JSON.stringify(c));
       assert.equal(c.reviews.rating.stars, 4);
-      assert.equal(c.reviews.rating.seen_headers['x-forwarded-proto'], 'http');
+      // The gRPC call crossed the reviews sidecar in a CONNECT tunnel (no HCM there), so the first HCM it meets is
+      // the ratings sidecar's inbound one, on an mTLS connection: https, as Envoy sets it.
+      assert.equal(c.reviews.rating.seen_headers['x-forwarded-proto'], 'https');
       assert.match(c.reviews.rating.seen_headers['x-request-id'], UUID);
     }
     assert.deepEqual([...versions].sort(), ['v1', 'v2']);
+    // Mutual TLS between the sidecars (STRICT mesh-wide in the demo config): each callee's sidecar vouches for the
+    // caller's certificate in x-forwarded-client-cert; the entry (curl, plaintext under PERMISSIVE) has none.
+    const c = await chain();
+    assert.equal(c.seen_headers['x-forwarded-client-cert'], undefined);
+    assert.equal(callerIdentity(c.reviews.seen_headers), SA('frontend'), JSON.stringify(c));
+    assert.equal(callerIdentity(c.reviews.rating.seen_headers), SA('reviews'), JSON.stringify(c));
+    assert.match(output(), /mTLS: reviews v[12] was called by spiffe:\/\/cluster\.local\/ns\/default\/sa\/frontend; ratings by spiffe:\/\/cluster\.local\/ns\/default\/sa\/reviews/);
     // http.get went through the frontend's sidecar, routed by the VirtualService to the subsets' clusters.
     const v1 = await stat('frontend-sidecar', 'cluster.outbound|9080|v1|reviews.default.svc.cluster.local.upstream_rq_total');
     const v2 = await stat('frontend-sidecar', 'cluster.outbound|9080|v2|reviews.default.svc.cluster.local.upstream_rq_total');
@@ -148,13 +161,23 @@ describe('sloop up: a whole mesh from one command (explicit mode)', { timeout: 2
     }
   });
 
+  it('STRICT: a plaintext client is refused at a sidecar\'s inbound port, and no bytes reach the app', async () => {
+    const inbound = /reviews-v1-sidecar\s+pid \d+\s+inbound :(\d+)/.exec(output())?.[1];
+    assert.ok(inbound, output());
+    const r = await curl(['--max-time', '5', `http://127.0.0.1:${inbound}/`]);
+    assert.notEqual(r.status, 200, r.text);
+    assert.equal(r.status, 0, `plaintext answered: ${r.status} ${r.text}`);
+  });
+
   it('fetch() through HTTP_PROXY: a CONNECT tunnel through the frontend\'s sidecar to the reviews service', async () => {
     const before = await stat('frontend-sidecar', 'cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_cx_total');
     const c = await chain('&client=fetch');
     assert.equal(c.client, 'fetch');
     assert.equal(c.reviews.rating.served_by, 'ratings');
-    // The reviews app still sees its sidecar's inbound headers: the tunnel ends at that sidecar's inbound port.
-    assert.equal(c.reviews.seen_headers['x-forwarded-proto'], 'http');
+    // The reviews app still sees its sidecar's inbound headers: the tunnel ends at that sidecar's inbound port,
+    // over mTLS (so x-forwarded-proto is https there), and the caller is still the frontend's identity.
+    assert.equal(c.reviews.seen_headers['x-forwarded-proto'], 'https');
+    assert.equal(callerIdentity(c.reviews.seen_headers), SA('frontend'));
     const after = await stat('frontend-sidecar', 'cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_cx_total');
     // http.get uses the subsets' clusters; only a CONNECT tunnel uses the service's own cluster.
     assert.ok(after > before, `tunnel connections to the reviews cluster: ${before} → ${after}`);
@@ -172,6 +195,24 @@ describe('sloop up: a whole mesh from one command (explicit mode)', { timeout: 2
       return true;
     }, { what: 'only v2 answering after the edit', timeoutMs: 15_000, intervalMs: 100 });
     for (let i = 0; i < 10; i++) assert.equal((await chain()).reviews.version, 'v2');
+  });
+
+  it('an AuthorizationPolicy on ratings admits only the principals it names (by their certificates)', async () => {
+    const file = join(dir, 'mesh', 'ratings-authz.yaml');
+    const policy = (principal: string): string => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ratings, namespace: default }
+spec:
+  selector: { matchLabels: { app: ratings } }
+  action: ALLOW
+  rules:
+  - from: [{ source: { principals: [${principal}] } }]
+`;
+    await writeFile(file, policy('cluster.local/ns/default/sa/frontend'));
+    await waitUntil(async () => /ratings unavailable: 7 /.test((await chain()).reviews.rating.error ?? ''), { what: 'ratings denied (gRPC 7) for reviews\' identity', timeoutMs: 15_000, intervalMs: 200 });
+    await writeFile(file, policy('cluster.local/ns/default/sa/reviews'));
+    await waitUntil(async () => (await chain()).reviews.rating.stars === 4, { what: 'ratings allowed again for reviews\' identity', timeoutMs: 15_000, intervalMs: 200 });
+    await rm(file);
   });
 
   it('SIGINT stops every process it started and exits 0', async () => {

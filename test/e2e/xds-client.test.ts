@@ -11,6 +11,10 @@ import { httpRequest } from '../helpers/http-client.ts';
 import { freePorts } from '../helpers/ports.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { FakeAds, CDS, EDS, LDS, RDS } from '../helpers/fake-ads.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeTestPki, CLIENT_SPIFFE_ID } from '../helpers/certs.ts';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
@@ -268,5 +272,66 @@ describe('xDS client (sloop proxy with dynamic_resources)', () => {
     await back.start(adsPort);
     const first = await back.requests.waitFor((r) => r.typeUrl === CDS, 10_000);
     assert.deepEqual(first.initialVersions, { 'svc-b': 'v1' });
+  });
+
+  it('transport_socket_matches over CDS/EDS: SDS warming survives a cluster update; changed endpoint metadata re-picks the socket', async (t) => {
+    const SDS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
+    const dir = await mkdtemp(join(tmpdir(), 'sloop-xds-tsm-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const pki = await makeTestPki(dir);
+    const tlsApp = await startHttpUpstream({ name: 'tls', tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.ca.cert, requestCert: true } });
+    t.after(() => tlsApp.close());
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    t.after(() => ads.stop());
+    const [adminPort, port] = await freePorts(2);
+    const cluster = (connectTimeout: string) => ({ name: 'mtls', json: {
+      name: 'mtls', type: 'EDS', connect_timeout: connectTimeout, eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+      transport_socket_matches: [
+        { name: 'tlsMode-istio', match: { tlsMode: 'istio' }, transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+          common_tls_context: {
+            tls_certificate_sds_secret_configs: [{ name: 'client-cert', sds_config: { ads: {}, resource_api_version: 'V3' } }],
+            validation_context: { trusted_ca: { inline_string: pki.ca.cert } },
+          },
+        } } },
+        { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer' } } },
+      ],
+    } });
+    const cla = (labelled: boolean) => ({ name: 'mtls', json: { cluster_name: 'mtls', endpoints: [{ lb_endpoints: [{
+      endpoint: { address: socketAddress(tlsApp.port) },
+      ...(labelled ? { metadata: { filter_metadata: { 'envoy.transport_socket_match': { tlsMode: 'istio' } } } } : {}),
+    }] }] } });
+    ads.set(CDS, 'v1', [cluster('1s')]);
+    ads.set(EDS, 'v1', [cla(true)]);
+    ads.set(LDS, 'v1', [rdsListener(port)]);
+    ads.set(RDS, 'v1', [routes('mtls')]);
+    const starting = startProxy(adsBootstrap(adminPort, adsPort), { t, readyTimeoutMs: 20_000 });
+    await ads.requests.waitFor((r) => r.typeUrl === SDS && r.names.includes('client-cert'), 10_000);
+    // A new version of the cluster while the first still waits for its secret: the replaced one must not hold up
+    // initialization (Envoy's init manager forgets it) for the SDS initial_fetch_timeout of 15 s.
+    ads.set(CDS, 'v2', [cluster('2s')]);
+    await ads.answerTo(CDS, 'v2', 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await adminRequest(adminPort, '/ready')).status, 503, 'the labelled endpoint\'s socket waits for its secret');
+    const secretSent = performance.now();
+    ads.set(SDS, 'v1', [{ name: 'client-cert', json: { name: 'client-cert', tls_certificate: { certificate_chain: { inline_string: pki.client.cert }, private_key: { inline_string: pki.client.key } } } }]);
+    const proxy = await starting;
+    assert.ok(performance.now() - secretSent < 8_000, `ready ${Math.round(performance.now() - secretSent)} ms after the secret`);
+    assert.equal(await upstreamOf(port, '/tls'), 'tls');
+    assert.match(tlsApp.requests.at(-1)!.peerSubjectAltName ?? '', new RegExp(`URI:${CLIENT_SPIFFE_ID}`));
+    // EDS drops the label: new connections are plaintext, which the TLS upstream refuses (the pooled TLS
+    // connection is not reused for it).
+    const served = tlsApp.requests.length;
+    ads.set(EDS, 'v2', [cla(false)]);
+    await waitUntil(async () => ((await httpRequest(port, '/plain')).status === 503 ? true : undefined), { what: 'plaintext after the EDS update' });
+    assert.equal(tlsApp.requests.length, served);
+    // And labels it again: TLS with the SDS certificate.
+    ads.set(EDS, 'v3', [cla(true)]);
+    await waitUntil(async () => ((await upstreamOf(port, '/tls-again')) === 'tls' ? true : undefined), { what: 'the TLS socket after the second EDS update' });
+    assert.equal(tlsApp.requests.at(-1)!.url, '/tls-again');
+    const stats = await proxy.stats();
+    assert.equal(stats['cluster.mtls.tlsMode-istio.total_match_count'], 2);
+    assert.equal(stats['cluster.mtls.tlsMode-disabled.total_match_count'], 1);
   });
 });

@@ -21,6 +21,10 @@ import { compileRouteConfig } from '../../src/data-plane/http/route/route-table.
 import { buildProxyConfig } from '../../src/control-plane/translate/build.ts';
 import { CASES, loadCase, toOutput } from '../../src/control-plane/translate/testdata/cases.ts';
 import type { RouteConfiguration__Output } from '../../src/xds/gen/envoy/config/route/v3/RouteConfiguration.ts';
+import type { Listener__Output } from '../../src/xds/gen/envoy/config/listener/v3/Listener.ts';
+import type { HttpConnectionManager__Output } from '../../src/xds/gen/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
+import type { ExtAuthz__Output } from '../../src/xds/gen/envoy/extensions/filters/http/ext_authz/v3/ExtAuthz.ts';
+import { unpackAny } from '../../src/xds/any.ts';
 
 type Json = Record<string, unknown>;
 
@@ -63,4 +67,33 @@ describe('the proxy accepts the translated resources', () => {
       }
     });
   }
+
+  it('every ext_authz filter (AuthorizationPolicy CUSTOM) calls a cluster of its own node\'s CDS, behind the shadow RBAC', () => {
+    let seen = 0;
+    for (const name of CASES) {
+      const c = loadCase(name);
+      for (const proxy of c.nodes) {
+        const { resources } = buildProxyConfig(c.push, proxy);
+        const clusters = new Set(resources.clusters.map((x) => x.name));
+        for (const l of resources.listeners.map((x) => toOutput<Listener__Output>('listeners', x))) {
+          for (const chain of [...l.filter_chains, ...(l.default_filter_chain ? [l.default_filter_chain] : [])]) {
+            for (const f of chain.filters) {
+              if (f.name !== 'envoy.filters.network.http_connection_manager') continue;
+              const filters = unpackAny<HttpConnectionManager__Output>(f.typed_config!).http_filters;
+              filters.forEach((hf, i) => {
+                if (hf.name !== 'envoy.filters.http.ext_authz') return;
+                seen++;
+                const cfg = unpackAny<ExtAuthz__Output>(hf.typed_config!);
+                const cluster = cfg.grpc_service!.envoy_grpc!.cluster_name;
+                assert.ok(clusters.has(cluster), `${proxy.id} ${l.name}: ext_authz cluster ${cluster} is not in the node's CDS`);
+                assert.equal(filters[i - 1]?.name, 'envoy.filters.http.rbac', 'the shadow RBAC that enables it comes first');
+                assert.equal(cfg.filter_enabled_metadata?.filter, 'envoy.filters.http.rbac');
+              });
+            }
+          }
+        }
+      }
+    }
+    assert.ok(seen > 0, 'the ext-authz case has ext_authz filters');
+  });
 });

@@ -26,6 +26,13 @@ export interface RawDocument {
    * list item at the item. `''` is the document itself.
    */
   positions: Readonly<Record<string, SourcePosition>>;
+  /**
+   * Literal block scalars (`key: |`) by field path: where their content's first line starts (the line after the
+   * `|`, at the block's indentation). A position inside the string, line L column C, is at `line + L - 1`,
+   * `column + C - 1` in the file: how YAML embedded in a string (the mesh config of the ConfigMap `istio`) gets
+   * file positions.
+   */
+  blockScalars?: Readonly<Record<string, SourcePosition>>;
 }
 
 /** A segment of a field path: a map key or a list index. */
@@ -92,9 +99,10 @@ export function parseDocuments(text: string, file: string): { documents: RawDocu
     if (value === null || value === undefined) return;
     const origin = at(doc.contents.range?.[0] ?? doc.range[0]);
     const positions: Record<string, SourcePosition> = {};
-    collectPositions(doc, doc.contents, [], positions, at);
+    const blockScalars: Record<string, SourcePosition> = {};
+    collectPositions(doc, doc.contents, [], positions, at, 0, { text, out: blockScalars });
     positions[''] = origin;
-    documents.push({ file, index, value, origin, positions });
+    documents.push({ file, index, value, origin, positions, ...(Object.keys(blockScalars).length > 0 ? { blockScalars } : {}) });
   });
   return { documents, diagnostics };
 }
@@ -106,6 +114,7 @@ function collectPositions(
   out: Record<string, SourcePosition>,
   at: (offset: number) => SourcePosition,
   depth = 0,
+  blocks?: { text: string; out: Record<string, SourcePosition> },
 ): void {
   // Aliases are followed once for positions of the alias site only; their content was positioned at the anchor.
   if (isAlias(node) || depth > 64) return;
@@ -116,7 +125,11 @@ function collectPositions(
       path.push(key);
       const range = (pair.key as Node).range ?? (pair.value as Node | null)?.range;
       if (range) out[formatPath(path)] = at(range[0]);
-      collectPositions(doc, pair.value, path, out, at, depth + 1);
+      if (blocks !== undefined && isScalar(pair.value) && pair.value.type === 'BLOCK_LITERAL' && pair.value.range) {
+        const start = blockContentStart(blocks.text, pair.value.range[0], at);
+        if (start !== undefined) blocks.out[formatPath(path)] = start;
+      }
+      collectPositions(doc, pair.value, path, out, at, depth + 1, blocks);
       path.pop();
     }
   } else if (isSeq(node)) {
@@ -124,10 +137,25 @@ function collectPositions(
       path.push(i);
       const range = (item as Node | null)?.range;
       if (range) out[formatPath(path)] = at(range[0]);
-      collectPositions(doc, item, path, out, at, depth + 1);
+      collectPositions(doc, item, path, out, at, depth + 1, blocks);
       path.pop();
     });
   }
+}
+
+/**
+ * Where a literal block scalar's content starts: the line after its `|` header, at the indentation of its first
+ * non-blank line. Undefined for headers with an explicit indentation indicator (`|2`), where that guess is wrong.
+ */
+function blockContentStart(text: string, headerOffset: number, at: (offset: number) => SourcePosition): SourcePosition | undefined {
+  const nl = text.indexOf('\n', headerOffset);
+  if (nl < 0 || !/^\|[+-]?[ \t]*(#.*)?\r?$/.test(text.slice(headerOffset, nl))) return undefined;
+  const first = at(nl + 1).line;
+  const re = /(?:[ \t]*\r?\n)*( *)\S/y;
+  re.lastIndex = nl + 1;
+  const m = re.exec(text);
+  if (m === null) return undefined;
+  return { line: first, column: m[1].length + 1 };
 }
 
 function firstLine(message: string): string {

@@ -16,6 +16,7 @@ import type { ServiceEntrySpec, WorkloadEntrySpec } from './schema/service-entry
 import type { SidecarSpec } from './schema/sidecar.ts';
 import type { AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec } from './schema/security.ts';
 import type { VirtualServiceSpec } from './schema/virtual-service.ts';
+import type { MeshConfig } from './schema/mesh-config.ts';
 
 export type { SourcePosition } from './documents.ts';
 export type { Duration, StringMatch } from './schema/common.ts';
@@ -28,6 +29,8 @@ export type {
   AuthorizationCondition, AuthorizationOperation, AuthorizationPolicySpec, AuthorizationRule, AuthorizationSource, JwtRule, MtlsMode,
   PeerAuthenticationSpec, RequestAuthenticationSpec,
 } from './schema/security.ts';
+export type { EnvoyExtAuthzGrpcProvider, EnvoyExtAuthzHttpProvider, ExtensionProvider, MeshConfig } from './schema/mesh-config.ts';
+export { MESH_CONFIGMAP_KEY, MESH_CONFIGMAP_NAME, MESH_CONFIGMAP_NAMESPACE } from './schema/mesh-config.ts';
 export type {
   Destination, Headers, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, RouteDestination, TCPRoute, TLSRoute, VirtualServiceSpec,
 } from './schema/virtual-service.ts';
@@ -82,6 +85,12 @@ export type Sidecar = IstioResource<'Sidecar', SidecarSpec>;
 export type PeerAuthentication = IstioResource<'PeerAuthentication', PeerAuthenticationSpec>;
 export type AuthorizationPolicy = IstioResource<'AuthorizationPolicy', AuthorizationPolicySpec>;
 export type RequestAuthentication = IstioResource<'RequestAuthentication', RequestAuthenticationSpec>;
+/**
+ * The ConfigMap `istio` of namespace `istio-system`: `spec` is the MeshConfig parsed from its `data.mesh` YAML.
+ * `positions` hold the ConfigMap's fields and, under `data.mesh.…`, the mesh config's (file positions when `mesh`
+ * is a literal block scalar, else the position of `data.mesh`).
+ */
+export type MeshConfigMap = IstioResource<'ConfigMap', MeshConfig>;
 /** A telemetry/extension resource kept as written; its spec is not validated. */
 export type ShallowResource = IstioResource<ShallowKind, Readonly<Record<string, unknown>>>;
 
@@ -146,6 +155,8 @@ export interface ConfigModel {
   peerAuthentications: readonly PeerAuthentication[];
   authorizationPolicies: readonly AuthorizationPolicy[];
   requestAuthentications: readonly RequestAuthentication[];
+  /** The mesh config ConfigMap (`istio-system/istio`): none or one. */
+  meshConfigs: readonly MeshConfigMap[];
   /** Telemetry, EnvoyFilter, WasmPlugin, …: kept, not validated deeply, not applied. */
   policies: readonly ShallowResource[];
   /** Pod templates of Deployments etc., and WorkloadEntries. */
@@ -156,14 +167,20 @@ export interface ConfigModel {
 /** Any resource of the model that has a spec. */
 export type ModelResource =
   | VirtualService | DestinationRule | Gateway | ServiceEntry | WorkloadEntry | Sidecar | KubernetesService | ShallowResource
-  | PeerAuthentication | AuthorizationPolicy | RequestAuthentication;
+  | PeerAuthentication | AuthorizationPolicy | RequestAuthentication | MeshConfigMap;
 
 /** `Kind namespace/name`, as Istio's messages name a resource. */
 export function resourceName(r: { kind: string; namespace: string; name: string }): string {
   return `${r.kind} ${r.namespace}/${r.name}`;
 }
 
+/** The mesh config in effect: the ConfigMap `istio-system/istio`'s, else Istio's defaults (no extension providers). */
+export function meshConfigOf(model: ConfigModel): { resource: MeshConfigMap | undefined; config: MeshConfig } {
+  const resource = model.meshConfigs[0];
+  return { resource, config: resource?.spec ?? {} };
+}
+
 /** An empty model. */
 export function emptyModel(): ConfigModel {
-  return { virtualServices: [], destinationRules: [], gateways: [], serviceEntries: [], workloadEntries: [], sidecars: [], services: [], peerAuthentications: [], authorizationPolicies: [], requestAuthentications: [], policies: [], workloads: [], others: [] };
+  return { virtualServices: [], destinationRules: [], gateways: [], serviceEntries: [], workloadEntries: [], sidecars: [], services: [], peerAuthentications: [], authorizationPolicies: [], requestAuthentications: [], meshConfigs: [], policies: [], workloads: [], others: [] };
 }

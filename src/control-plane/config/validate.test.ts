@@ -247,3 +247,61 @@ test('security kinds: Istio webhook rules across fields, empty specs, v1 and v1b
   assert.equal(ok.model.peerAuthentications[0].creationTimestamp, '2024-01-01T00:00:00Z');
   assert.deepEqual(ok.model.requestAuthentications[0].spec.jwtRules![0].timeout, { seconds: 5, nanos: 0 });
 });
+
+test('the mesh config ConfigMap istio-system/istio: extensionProviders validated at their file positions, other fields kept', () => {
+  const cm = (mesh: string, extra = '') => `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: istio
+  namespace: istio-system
+${extra}data:
+  meshNetworks: 'networks: {}'
+  mesh: |-
+${mesh.split('\n').map((l) => `    ${l}`).join('\n')}
+`;
+  const bad = validateText(cm(`accessLogFile: /dev/stdout
+extensionProviders:
+- name: ext-authz
+  envoyExtAuthzGrpc:
+    service: ext-authz.foo.svc.cluster.local
+    port: 0
+    statusOnError: "499"
+    timeoutt: 1s
+- name: ext-authz
+  envoyExtAuthzHttp: {service: "foo/*.example.com", port: 8000}
+- name: nothing
+- name: two
+  prometheus: {}
+  envoyExtAuthzGrpc: {service: a.b, port: 1}`, 'immutable: true\nbogus: 1\n'));
+  assert.deepEqual(bad.diagnostics.map((d) => [`${d.line}:${d.column}`, `${d.kind} ${d.namespace}/${d.name}`, d.path, d.message]), [
+    ['7:1', 'ConfigMap istio-system/istio', 'bogus', 'unknown field "bogus"'],
+    ['16:9', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.port', 'port number must be in the range 1..65535'],
+    ['17:9', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.statusOnError', 'statusOnError "499" is not an HTTP status Envoy supports (for example "403", "500", "503")'],
+    ['18:9', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.timeoutt', 'unknown field "timeoutt"'],
+    ['19:7', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[1].name', 'duplicate extension provider name "ext-authz"'],
+    ['20:27', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[1].envoyExtAuthzHttp.service', 'service "foo/*.example.com": the host may not be a wildcard'],
+    ['21:7', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[2]', 'extension provider "nothing" needs one provider (envoyExtAuthzGrpc, envoyExtAuthzHttp, …)'],
+    ['22:7', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[3]', 'extension provider "two" may set only one provider, found envoyExtAuthzGrpc, prometheus'],
+  ]);
+  const timeout = validateText(cm('extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: {service: a.b, port: 1, timeout: 1.5ms}'));
+  assert.deepEqual(timeout.diagnostics.map((d) => [`${d.line}:${d.column}`, d.path, d.message]), [['11:50', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.timeout', 'duration "1.5ms" must be whole milliseconds']]);
+  assert.equal(bad.model.meshConfigs.length, 0, 'a mesh config with errors is left out');
+  const good = validateText(cm('accessLogFile: /dev/stdout\ndefaultConfig: {holdApplicationUntilProxyStarts: true}\nextensionProviders:\n- name: ext-authz\n  envoyExtAuthzGrpc: {service: foo/ext-authz.foo.svc.cluster.local, port: 9000, timeout: 2s, failOpen: true, statusOnError: "503"}\nrootNamespace: istio-config'));
+  assert.deepEqual(good.diagnostics.map((d) => [d.severity, `${d.line}:${d.column}`, d.path]), [['warning', '14:5', 'data.mesh.rootNamespace']]);
+  const [m] = good.model.meshConfigs;
+  assert.deepEqual(m.spec.extensionProviders, [{ name: 'ext-authz', envoyExtAuthzGrpc: { service: 'foo/ext-authz.foo.svc.cluster.local', port: 9000, timeout: { seconds: 2, nanos: 0 }, failOpen: true, statusOnError: '503' } }]);
+  assert.deepEqual(m.spec.defaultConfig, { holdApplicationUntilProxyStarts: true }, 'other MeshConfig fields are kept as written');
+  assert.deepEqual(m.positions['data.mesh.extensionProviders[0].envoyExtAuthzGrpc'], { line: 13, column: 7 });
+  // YAML errors inside the string, a mesh that is not a mapping, a non-string data value, a second copy.
+  assert.deepEqual(validateText(cm('extensionProviders: [')).diagnostics.map((d) => `${d.line} ${d.path}`), ['9 data.mesh']);
+  assert.match(validateText(cm('- a')).diagnostics[0].message, /mesh config must be a mapping/);
+  assert.match(validateText(cm('a: 1').replace("meshNetworks: 'networks: {}'", 'meshNetworks: 3')).diagnostics[0].message, /must be a string/);
+  assert.match(validateText(`${cm('a: 1')}---\n${cm('a: 2')}`).diagnostics[0].message, /duplicate ConfigMap istio-system\/istio/);
+  // A mesh given as a quoted string: positions fall back to data.mesh; no mesh key: the defaults.
+  const quoted = validateText('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: "extensionProviders: [{name: x}]"}\n');
+  assert.deepEqual(quoted.diagnostics.map((d) => [`${d.line}:${d.column}`, d.path]), [['4:8', 'data.mesh.extensionProviders[0]']]);
+  assert.deepEqual(validateText('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n').model.meshConfigs[0].spec, {});
+  // Other ConfigMaps are not the mesh config.
+  const other = validateText('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata: {mesh: 3}\n');
+  assert.deepEqual([other.diagnostics, other.model.meshConfigs.length, other.model.others.length], [[], 0, 1]);
+});

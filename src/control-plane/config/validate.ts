@@ -1,17 +1,18 @@
 /**
  * Documents → validated model. Pure: takes parsed documents (documents.ts), returns the model and every problem
  * found, each naming file:line:col, the resource (`Kind namespace/name`) and the field path in Istio spelling.
+ * The ConfigMap `istio-system/istio` is istiod's mesh config: its `data.mesh` YAML is parsed and validated too.
  * Unknown fields are errors (Istio's strict unmarshal, and kubectl's strict field validation for Services). A
  * resource with an error is left out of the model; warnings keep it.
  */
 import type { z } from 'zod';
 import type { Diagnostic } from '../../shared/errors.ts';
-import { formatPath, positionOf } from './documents.ts';
+import { formatPath, parseDocuments, positionOf } from './documents.ts';
 import { DOMAIN_SUFFIX } from './hosts.ts';
-import type { PathSegment, RawDocument } from './documents.ts';
+import type { PathSegment, RawDocument, SourcePosition } from './documents.ts';
 import { emptyModel, NETWORKING_KINDS, SECURITY_KINDS, SHALLOW_KINDS } from './model.ts';
 import type {
-  AuthorizationPolicy, ConfigModel, DestinationRule, Gateway, KubernetesService, NetworkingKind, Origin, OtherResource, PeerAuthentication,
+  AuthorizationPolicy, ConfigModel, DestinationRule, Gateway, KubernetesService, MeshConfigMap, NetworkingKind, Origin, OtherResource, PeerAuthentication,
   RequestAuthentication, SecurityKind, ServiceEntry, ServicePort, ShallowKind, ShallowResource, Sidecar, VirtualService, Workload, WorkloadEntry,
 } from './model.ts';
 import { authorizationPolicySpec, peerAuthenticationSpec, requestAuthenticationSpec } from './schema/security.ts';
@@ -22,6 +23,8 @@ import type { ObjectMeta } from './schema/kubernetes.ts';
 import { serviceEntrySpec, workloadEntrySpec } from './schema/service-entry.ts';
 import { sidecarSpec } from './schema/sidecar.ts';
 import { virtualServiceSpec } from './schema/virtual-service.ts';
+import { configMapData, configMapTopLevel, MESH_CONFIGMAP_KEY, MESH_CONFIGMAP_NAME, MESH_CONFIGMAP_NAMESPACE, meshConfig } from './schema/mesh-config.ts';
+import type { MeshConfig } from './schema/mesh-config.ts';
 
 
 /** API versions accepted per Istio group (the served versions of Istio's CRDs). */
@@ -57,6 +60,7 @@ interface Mutable {
   peerAuthentications: PeerAuthentication[];
   authorizationPolicies: AuthorizationPolicy[];
   requestAuthentications: RequestAuthentication[];
+  meshConfigs: MeshConfigMap[];
   policies: ShallowResource[];
   workloads: Workload[];
   others: OtherResource[];
@@ -132,6 +136,10 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
     || (group === 'security.istio.io' && (SECURITY_KINDS as readonly string[]).includes(kind));
   const isShallow = istio !== undefined && (SHALLOW_KINDS as readonly string[]).includes(kind);
   const isService = group === '' && version === 'v1' && kind === 'Service';
+  if (group === '' && version === 'v1' && kind === 'ConfigMap' && id.name === MESH_CONFIGMAP_NAME && id.namespace === MESH_CONFIGMAP_NAMESPACE) {
+    validateMeshConfigMap(doc, v, id, apiVersion, origin, model, diagnostics, seen);
+    return;
+  }
   if (!isNetworking && !isShallow && !isService) {
     keepOther(v, apiVersion, kind, id, origin, model);
     return;
@@ -233,6 +241,67 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
     default:
       model.policies.push({ kind: kind as ShallowKind, ...base, spec: spec as Record<string, unknown> });
   }
+}
+
+/**
+ * The ConfigMap `istio-system/istio`: istiod's mesh config, a YAML string under `data.mesh`. The ConfigMap's own
+ * fields are checked as kubectl would; the mesh config by schema/mesh-config.ts, its problems at their position
+ * inside the string (mapped to the file for a literal block scalar) with paths `data.mesh.<field>`.
+ */
+function validateMeshConfigMap(doc: RawDocument, v: Record<string, unknown>, id: ResourceId, apiVersion: string, origin: Origin, model: Mutable, diagnostics: Diagnostic[], seen: Map<string, Origin>): void {
+  const before = diagnostics.length;
+  for (const key of Object.keys(v)) {
+    if (!configMapTopLevel.has(key)) report(diagnostics, doc, id, [key], `unknown field "${key}"`);
+  }
+  const meta = parseWith(objectMeta, v.metadata, ['metadata'], doc, id, diagnostics) as ObjectMeta | undefined;
+  const data = v.data === undefined ? {} : parseWith(configMapData, v.data, ['data'], doc, id, diagnostics) as Record<string, string> | undefined;
+  const positions: Record<string, SourcePosition> = { ...doc.positions };
+  let spec: MeshConfig | undefined;
+  const text = data?.[MESH_CONFIGMAP_KEY];
+  const meshPath: PathSegment[] = ['data', MESH_CONFIGMAP_KEY];
+  if (data !== undefined && text === undefined) spec = {};
+  else if (text !== undefined) {
+    const inner = parseDocuments(text, doc.file);
+    const base = doc.blockScalars?.[formatPath(meshPath)];
+    const here = positionOf(doc, meshPath);
+    // A position inside the string → the file (a literal block scalar maps line for line), else `data.mesh` itself.
+    const toFile = (p: SourcePosition): SourcePosition => (base !== undefined ? { line: base.line + p.line - 1, column: base.column + p.column - 1 } : here);
+    const prefix = formatPath(meshPath);
+    for (const d of inner.diagnostics) {
+      const p = toFile({ line: d.line ?? 1, column: d.column ?? 1 });
+      diagnostics.push({ ...d, ...id, line: p.line, column: p.column, path: prefix, message: `mesh config: ${d.message}` });
+    }
+    if (inner.documents.length > 1) report(diagnostics, doc, id, meshPath, 'mesh config must be a single YAML document');
+    const meshDoc = inner.documents[0];
+    if (meshDoc !== undefined) {
+      for (const [k, p] of Object.entries(meshDoc.positions)) {
+        if (k !== '') positions[k.startsWith('[') ? `${prefix}${k}` : `${prefix}.${k}`] = toFile(p);
+      }
+    }
+    const withInner: RawDocument = { ...doc, positions };
+    if (inner.diagnostics.length === 0 && inner.documents.length <= 1) {
+      const value = meshDoc?.value ?? {};
+      if (!isRecord(value)) report(diagnostics, withInner, id, meshPath, `mesh config must be a mapping, found ${typeName(value)}`);
+      else spec = parseWith(meshConfig, value, meshPath, withInner, id, diagnostics) as MeshConfig | undefined;
+    }
+    if (spec?.rootNamespace !== undefined && spec.rootNamespace !== MESH_CONFIGMAP_NAMESPACE) {
+      report(diagnostics, withInner, id, [...meshPath, 'rootNamespace'], `rootNamespace "${spec.rootNamespace}" is not applied: Sloop's root namespace is ${MESH_CONFIGMAP_NAMESPACE}`, 'warning');
+    }
+  }
+  diagnostics.splice(before, diagnostics.length - before, ...diagnostics.slice(before).sort(byPosition));
+  if (diagnostics.slice(before).some((d) => d.severity === 'error') || meta === undefined || spec === undefined) return;
+  const key = `ConfigMap ${MESH_CONFIGMAP_NAMESPACE}/${MESH_CONFIGMAP_NAME}`;
+  const first = seen.get(key);
+  if (first !== undefined) {
+    report(diagnostics, doc, id, ['metadata', 'name'], `duplicate ${key}: first defined at ${first.file}:${first.line}`);
+    return;
+  }
+  seen.set(key, origin);
+  model.meshConfigs.push({
+    kind: 'ConfigMap', apiVersion, name: MESH_CONFIGMAP_NAME, namespace: MESH_CONFIGMAP_NAMESPACE, labels: meta.labels ?? {}, annotations: meta.annotations ?? {},
+    ...(typeof meta.creationTimestamp === 'string' ? { creationTimestamp: meta.creationTimestamp } : {}),
+    origin, positions, spec,
+  });
 }
 
 /** Kinds Sloop does not interpret: kept; pod templates of workload kinds become workloads. */

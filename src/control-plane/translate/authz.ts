@@ -2,7 +2,7 @@
  * AuthorizationPolicy → Envoy RBAC, with Istio's semantics (istio.io/latest/docs/reference/config/security/
  * authorization-policy/ and the authorization concepts page). Pure.
  *
- * Evaluation order on a workload: CUSTOM, then DENY, then ALLOW; AUDIT only logs. Each action becomes one RBAC
+ * Evaluation order on a workload: CUSTOM, then DENY, then ALLOW; AUDIT only logs. Each other action becomes one RBAC
  * filter (HTTP chains: envoy.filters.http.rbac before the router, after jwt_authn; TCP chains:
  * envoy.filters.network.rbac before tcp_proxy): DENY with action DENY, ALLOW with action ALLOW (an ALLOW policy
  * with no rules adds no policy: allow nothing; `rules: [{}]` allows everything), AUDIT with action LOG. A rule is
@@ -27,18 +27,38 @@
  *
  * `istio.io/dry-run: "true"` policies become `shadow_rules`: evaluated and counted, not enforced.
  *
- * CUSTOM needs an ext_authz provider from meshConfig.extensionProviders, which Sloop has none of: the policy is
- * an error diagnostic and its rules deny what they match (fail closed) instead of calling a provider.
+ * CUSTOM (Istio's ext_authz integration; see {@link resolveCustomProvider}): the policies name an ext_authz provider
+ * of `meshConfig.extensionProviders` (the ConfigMap `istio-system/istio`). On HTTP chains they become two filters
+ * ahead of AUDIT/DENY/ALLOW: an RBAC filter whose `shadow_rules` (action DENY, stat prefix `istio_ext_authz_`) hold
+ * the CUSTOM rules as policies `istio-ext-authz-ns[NS]-policy[NAME]-rule[I]` — evaluated, never enforced, the
+ * matching policy's name written to dynamic metadata `envoy.filters.http.rbac` /
+ * `istio_ext_authz_shadow_effective_policy_id` — and `envoy.filters.http.ext_authz` (gRPC, `outbound|PORT||HOST`
+ * of the provider's service) whose `filter_enabled_metadata` requires that id to start with `istio-ext-authz`, so
+ * the authorizer is asked only about requests a CUSTOM rule matches. When the provider cannot be used (not defined,
+ * not a gRPC ext_authz provider, its service or port not in the registry, several providers on one workload) the
+ * CUSTOM rules deny what they match instead (Istio: "will generate deny configs for the specified rules"), with an
+ * error diagnostic. TCP chains have no ext_authz in Sloop's proxy (Envoy's envoy.filters.network.ext_authz): there
+ * CUSTOM rules deny what they match, with a warning.
  */
-import type { AuthorizationCondition, AuthorizationOperation, AuthorizationPolicy, AuthorizationRule, AuthorizationSource } from '../config/model.ts';
+import type { AuthorizationCondition, AuthorizationOperation, AuthorizationPolicy, AuthorizationRule, AuthorizationSource, Duration, MeshConfigMap } from '../config/model.ts';
+import { meshConfigOf } from '../config/model.ts';
 import type { Diagnostic } from '../../shared/errors.ts';
-import { any, diag } from './util.ts';
+import type { ProxyInfo } from '../registry/proxy-info.ts';
+import type { PushContext } from './push-context.ts';
+import { any, diag, duration, outboundClusterName } from './util.ts';
 import { JWT_AUTHN_FILTER, JWT_PAYLOAD_METADATA_KEY, TRUST_DOMAIN, olderFirst } from './security.ts';
 
 const HTTP_RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC';
 const NETWORK_RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC';
 export const HTTP_RBAC_FILTER = 'envoy.filters.http.rbac';
 export const NETWORK_RBAC_FILTER = 'envoy.filters.network.rbac';
+const EXT_AUTHZ_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+export const HTTP_EXT_AUTHZ_FILTER = 'envoy.filters.http.ext_authz';
+/** Istio's names for the CUSTOM action's shadow RBAC: policy-name prefix and stat prefix (authz/model). */
+export const EXT_AUTHZ_MATCH_PREFIX = 'istio-ext-authz';
+export const EXT_AUTHZ_SHADOW_STAT_PREFIX = 'istio_ext_authz_';
+/** Istio's default timeout of an ext_authz provider (MeshConfig.ExtensionProvider …timeout: 600s). */
+const EXT_AUTHZ_DEFAULT_TIMEOUT: Duration = { seconds: 600, nanos: 0 };
 
 type Json = Record<string, unknown>;
 type RbacAction = 'ALLOW' | 'DENY' | 'LOG';
@@ -260,19 +280,120 @@ function isDryRun(p: AuthorizationPolicy): boolean {
   return p.annotations['istio.io/dry-run'] === 'true';
 }
 
+/** An ext_authz provider of meshConfig.extensionProviders, resolved to the proxy's cluster for it. */
+export interface ResolvedExtAuthz {
+  name: string;
+  cluster: string;
+  timeout: Duration;
+  failOpen: boolean;
+  /** `statusOnError` as a number; undefined: Envoy's default 403. */
+  statusOnError: number | undefined;
+}
+
 /**
- * The RBAC filters of a workload's chain, in Istio's order (CUSTOM fallback, AUDIT, DENY, ALLOW). Dry-run policies
- * (`istio.io/dry-run: "true"`) go to `shadow_rules` (stat prefix `istio_dry_run_allow_` / `istio_dry_run_deny_`,
- * the result in dynamic metadata), so a dry-run ALLOW policy alone does not turn on allow-nothing.
+ * The provider of the CUSTOM policies that apply to a workload, as Istio resolves it: undefined when there are
+ * none (dry-run CUSTOM policies are not applied: Istio has no dry-run for CUSTOM), `{ provider }` when usable, else
+ * `{ provider: undefined }` after an error diagnostic naming the field (the CUSTOM rules then deny what they match).
+ * Only one provider per workload (Istio); the provider must be `envoyExtAuthzGrpc` (Sloop's proxy has no
+ * `http_service`), its `service` (`[ns/]host`) a Service or ServiceEntry host of the registry with `port`. A
+ * provider service the proxy does not see (a Sidecar's egress hides it) still resolves, with a warning: the
+ * cluster is not in its CDS and every check fails (`statusOnError`, or `failOpen`).
  */
-export function rbacFilters(policies: readonly AuthorizationPolicy[], tcp: boolean, diagnostics: Diagnostic[] | undefined): object[] {
+export function resolveCustomProvider(push: PushContext, proxy: ProxyInfo, policies: readonly AuthorizationPolicy[], diagnostics: Diagnostic[]): { provider: ResolvedExtAuthz | undefined } | undefined {
+  const custom = [...policies].filter((p) => p.spec.action === 'CUSTOM').sort(olderFirst);
+  for (const p of custom.filter(isDryRun)) {
+    diagnostics.push(diag(p, 'metadata.annotations', 'istio.io/dry-run is not supported for CUSTOM policies (as in Istio): the policy is not applied'));
+  }
+  const active = custom.filter((p) => !isDryRun(p));
+  if (active.length === 0) return undefined;
+  const fail = (p: MeshConfigMap | AuthorizationPolicy, path: string, why: string): { provider: undefined } => {
+    diagnostics.push(diag(p, path, `${why}; requests the CUSTOM rules of ${active.map((a) => `${a.namespace}/${a.name}`).join(', ')} match are denied instead`, { severity: 'error' }));
+    return { provider: undefined };
+  };
+  const names = [...new Set(active.map((p) => p.spec.provider?.name ?? ''))];
+  if (names.length > 1) {
+    return fail(active[active.length - 1], 'spec.provider.name', `workload ${proxy.namespace}/${proxy.name}: only one CUSTOM provider may apply to a workload (Istio), found ${names.map((n) => `"${n}"`).join(', ')}`);
+  }
+  const policy = active[0];
+  const name = names[0];
+  const mesh = meshConfigOf(push.model);
+  const providers = mesh.config.extensionProviders ?? [];
+  const index = providers.findIndex((e) => e.name === name);
+  if (index < 0 || mesh.resource === undefined) {
+    const known = providers.map((e) => `"${e.name}"`).join(', ');
+    return fail(policy, 'spec.provider.name', `provider "${name}" is not defined in meshConfig.extensionProviders (ConfigMap istio-system/istio, data.mesh)${known !== '' ? `; defined: ${known}` : ''}`);
+  }
+  const cm = mesh.resource;
+  const entry = providers[index];
+  const at = `data.mesh.extensionProviders[${index}]`;
+  if (entry.envoyExtAuthzHttp !== undefined) return fail(cm, `${at}.envoyExtAuthzHttp`, `provider "${name}": envoyExtAuthzHttp is not supported (Sloop's ext_authz filter speaks gRPC only); use envoyExtAuthzGrpc`);
+  const grpc = entry.envoyExtAuthzGrpc;
+  if (grpc === undefined) return fail(cm, at, `provider "${name}" is not an authorization provider (envoyExtAuthzGrpc)`);
+  const slash = grpc.service.indexOf('/');
+  const ns = slash >= 0 ? grpc.service.slice(0, slash) : undefined;
+  const host = slash >= 0 ? grpc.service.slice(slash + 1) : grpc.service;
+  const candidates = push.registry.services.filter((svc) => svc.hostname === host && (ns === undefined || svc.namespace === ns));
+  if (candidates.length === 0) {
+    return fail(cm, `${at}.envoyExtAuthzGrpc.service`, `provider "${name}": service "${grpc.service}" is not a Service or ServiceEntry host of the mesh${!host.includes('.') ? ' (use the fully qualified host, such as name.namespace.svc.cluster.local)' : ''}`);
+  }
+  if (candidates.length > 1 && ns === undefined) {
+    return fail(cm, `${at}.envoyExtAuthzGrpc.service`, `provider "${name}": host "${host}" is defined in namespaces ${candidates.map((c) => c.namespace).join(', ')}; qualify it as <namespace>/${host}`);
+  }
+  const svc = candidates[0];
+  if (!svc.ports.some((p) => p.port === grpc.port && p.protocol !== 'UDP')) {
+    return fail(cm, `${at}.envoyExtAuthzGrpc.port`, `provider "${name}": service ${svc.hostname} has no port ${grpc.port} (ports: ${svc.ports.map((p) => p.port).join(', ')})`);
+  }
+  const cluster = outboundClusterName(grpc.port, '', svc.hostname);
+  if (!push.servicesVisibleTo(proxy).includes(svc)) {
+    diagnostics.push(diag(cm, `${at}.envoyExtAuthzGrpc.service`, `provider "${name}": ${svc.hostname} is not visible to workload ${proxy.namespace}/${proxy.name} (Sidecar egress or exportTo), so its cluster ${cluster} is not in the proxy's CDS and every check of policy ${policy.namespace}/${policy.name} fails (${grpc.failOpen === true ? 'failOpen: allowed' : `statusOnError ${grpc.statusOnError ?? '403'}`})`));
+  }
+  if (grpc.includeRequestBodyInCheck !== undefined) {
+    diagnostics.push(diag(cm, `${at}.envoyExtAuthzGrpc.includeRequestBodyInCheck`, `provider "${name}": includeRequestBodyInCheck is not supported by Sloop's ext_authz filter (with_request_body); checks carry no body`, { severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED' }));
+  }
+  return {
+    provider: {
+      name,
+      cluster,
+      timeout: grpc.timeout ?? EXT_AUTHZ_DEFAULT_TIMEOUT,
+      failOpen: grpc.failOpen ?? false,
+      statusOnError: grpc.statusOnError !== undefined ? Number(grpc.statusOnError) : undefined,
+    },
+  };
+}
+
+/** Istio's ext_authz filter for a gRPC provider, called only for requests a CUSTOM rule matched (the shadow RBAC's metadata). */
+function extAuthzFilter(p: ResolvedExtAuthz): object {
+  return {
+    name: HTTP_EXT_AUTHZ_FILTER,
+    typed_config: any(EXT_AUTHZ_TYPE, {
+      grpc_service: { envoy_grpc: { cluster_name: p.cluster }, timeout: duration(p.timeout) },
+      ...(p.failOpen ? { failure_mode_allow: true } : {}),
+      ...(p.statusOnError !== undefined ? { status_on_error: { code: p.statusOnError } } : {}),
+      transport_api_version: 'V3',
+      filter_enabled_metadata: {
+        filter: HTTP_RBAC_FILTER,
+        path: [{ key: `${EXT_AUTHZ_SHADOW_STAT_PREFIX}shadow_effective_policy_id` }],
+        value: { string_match: { prefix: EXT_AUTHZ_MATCH_PREFIX } },
+      },
+    }),
+  };
+}
+
+/**
+ * The authorization filters of a workload's chain, in Istio's order: CUSTOM (shadow RBAC + ext_authz, or the deny
+ * fallback), AUDIT, DENY, ALLOW. `custom` is {@link resolveCustomProvider}'s answer for the workload. Dry-run
+ * policies (`istio.io/dry-run: "true"`) go to `shadow_rules` (stat prefix `istio_dry_run_allow_` /
+ * `istio_dry_run_deny_`, the result in dynamic metadata), so a dry-run ALLOW policy alone does not turn on
+ * allow-nothing.
+ */
+export function rbacFilters(policies: readonly AuthorizationPolicy[], tcp: boolean, diagnostics: Diagnostic[] | undefined, custom?: { provider: ResolvedExtAuthz | undefined }): object[] {
   const sorted = [...policies].sort(olderFirst);
-  const toPolicies = (selected: readonly AuthorizationPolicy[], dropHttpOnly: boolean): Record<string, Json> => {
+  const toPolicies = (selected: readonly AuthorizationPolicy[], dropHttpOnly: boolean, prefix = ''): Record<string, Json> => {
     const out: Record<string, Json> = {};
     for (const p of selected) {
       (p.spec.rules ?? []).forEach((rule, i) => {
         const policy = rulePolicy(rule, { tcp, dropHttpOnly });
-        if (policy !== undefined) out[`ns[${p.namespace}]-policy[${p.name}]-rule[${i}]`] = policy;
+        if (policy !== undefined) out[`${prefix}ns[${p.namespace}]-policy[${p.name}]-rule[${i}]`] = policy;
       });
     }
     return out;
@@ -292,15 +413,32 @@ export function rbacFilters(policies: readonly AuthorizationPolicy[], tcp: boole
     }
     return Object.keys(body).length > 0 ? body : undefined;
   };
-  const custom = sorted.filter((p) => p.spec.action === 'CUSTOM');
-  for (const p of custom) {
-    diagnostics?.push(diag(p, 'spec.provider.name', `CUSTOM authorization needs the ext_authz provider "${p.spec.provider?.name ?? ''}" from meshConfig.extensionProviders, which Sloop does not support yet; requests this policy selects are denied instead`, { severity: 'error', code: 'SLOOP_ERR_CONFIG_UNSUPPORTED' }));
-  }
   const out: object[] = [];
   const wrap = (body: Json): object => (tcp
     ? { name: NETWORK_RBAC_FILTER, typed_config: any(NETWORK_RBAC_TYPE, { stat_prefix: 'tcp.', ...body }) }
     : { name: HTTP_RBAC_FILTER, typed_config: any(HTTP_RBAC_TYPE, body) });
-  for (const [actions, action, drop] of [[['CUSTOM'], 'DENY', false], [['AUDIT'], 'LOG', true], [['DENY'], 'DENY', false], [['ALLOW'], 'ALLOW', true]] as const) {
+  // CUSTOM: dry-run ones are not applied (resolveCustomProvider said so).
+  const customPolicies = sorted.filter((p) => p.spec.action === 'CUSTOM' && !isDryRun(p));
+  if (customPolicies.length > 0) {
+    const provider = custom?.provider;
+    if (provider !== undefined && !tcp) {
+      const shadow = toPolicies(customPolicies, false, `${EXT_AUTHZ_MATCH_PREFIX}-`);
+      if (Object.keys(shadow).length > 0) {
+        out.push(wrap({ shadow_rules: { action: 'DENY', policies: shadow }, shadow_rules_stat_prefix: EXT_AUTHZ_SHADOW_STAT_PREFIX }), extAuthzFilter(provider));
+      }
+    } else {
+      const rules = toPolicies(customPolicies, false);
+      if (Object.keys(rules).length > 0) {
+        out.push(wrap({ rules: { action: 'DENY', policies: rules } }));
+        if (provider !== undefined) {
+          for (const p of customPolicies) {
+            diagnostics?.push(diag(p, 'spec.action', `CUSTOM on TCP traffic (TCP ports, the inbound passthrough, TLS the app terminates) needs envoy.filters.network.ext_authz, which Sloop's proxy does not have: connections this policy's rules match (HTTP-only fields ignored) are denied`));
+          }
+        }
+      }
+    }
+  }
+  for (const [actions, action, drop] of [[['AUDIT'], 'LOG', true], [['DENY'], 'DENY', false], [['ALLOW'], 'ALLOW', true]] as const) {
     const body = build(actions, action, drop);
     if (body !== undefined) out.push(wrap(body));
   }

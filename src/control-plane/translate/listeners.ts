@@ -29,7 +29,7 @@ import type { RouteDestination, VirtualService } from '../config/model.ts';
 import { hostsMatch, resolveShortname } from '../config/hosts.ts';
 import { inboundPorts } from './clusters.ts';
 import { matchApplies } from './routes.ts';
-import { rbacFilters } from './authz.ts';
+import { rbacFilters, resolveCustomProvider } from './authz.ts';
 import {
   ISTIO_MTLS_ALPNS, TLS_MODE_ISTIO, TLS_MODE_LABEL, type EffectiveMtlsMode, composePeerAuthentication, hasMeshCertificates, inboundMtlsContext, jwtAuthnFilter, policiesFor,
   portMtlsMode,
@@ -114,9 +114,9 @@ export function buildOutboundListeners(push: PushContext, proxy: ProxyInfo, serv
  *   Istio) and a plaintext chain (`raw_buffer`); the listener gets tls_inspector. DISABLE: plaintext only. A
  *   workload without mesh certificates (no `security.istio.io/tlsMode: istio` label) serves PERMISSIVE ports in
  *   plaintext only, since no peer sends it mTLS (auto mTLS reads the same label); STRICT still requires mTLS.
- * - HTTP chains: jwt_authn (RequestAuthentication), the RBAC filters (AuthorizationPolicy), the router; Istio's
- *   BASE path normalization (`normalize_path`, no slash merging, escaped slashes kept). TCP chains: network RBAC
- *   before tcp_proxy.
+ * - HTTP chains: jwt_authn (RequestAuthentication), the RBAC and ext_authz filters (AuthorizationPolicy; CUSTOM
+ *   through meshConfig.extensionProviders), the router; Istio's BASE path normalization (`normalize_path`, no
+ *   slash merging, escaped slashes kept). TCP chains: network RBAC before tcp_proxy.
  */
 export function buildInboundListeners(push: PushContext, proxy: ProxyInfo, diagnostics: Diagnostic[] = []): Listener[] {
   if (proxy.type === 'grpc') return [];
@@ -128,9 +128,13 @@ export function buildInboundListeners(push: PushContext, proxy: ProxyInfo, diagn
   const authz = policiesFor(push.model.authorizationPolicies, proxy.namespace, proxy.labels);
   const anyHttp = inbound.some((i) => isHttpProtocol(i.port.protocol));
   const jwt = anyHttp ? jwtAuthnFilter(push, proxy, diagnostics) : undefined;
-  // Built once per proxy and shared by its chains (filter objects are read-only once built).
-  const httpRbac = anyHttp ? rbacFilters(authz, false, diagnostics) : [];
-  const tcpRbac = rbacFilters(authz, true, diagnostics);
+  // Built once per proxy and shared by its chains (filter objects are read-only once built). CUSTOM policies'
+  // provider is resolved once (its diagnostics once); TCP chains' CUSTOM warning only where TCP chains carry
+  // traffic: a TCP port, the passthrough (transparent mode), or the non-mesh TLS chain of a PERMISSIVE workload.
+  const custom = resolveCustomProvider(push, proxy, authz, diagnostics);
+  const httpRbac = anyHttp ? rbacFilters(authz, false, diagnostics, custom) : [];
+  const tcpChains = transparent || certs || inbound.some((i) => !isHttpProtocol(i.port.protocol));
+  const tcpRbac = rbacFilters(authz, true, tcpChains ? diagnostics : undefined, custom);
   const inboundChains = (port: RegistryPort, targetPort: number, matchPort: boolean): FilterChain[] => {
     const cluster = inboundClusterName(targetPort);
     const statPrefix = `inbound_0.0.0.0_${targetPort}`;

@@ -9,6 +9,7 @@ import { unpackAny } from '../../xds/any.ts';
 import { buildProxyConfig } from './build.ts';
 import { createPushContext } from './push-context.ts';
 import { rbacFilters } from './authz.ts';
+import type { Diagnostic } from '../../shared/errors.ts';
 import { composePeerAuthentication, endpointTlsMode, portMtlsMode } from './security.ts';
 
 function model(...docs: string[]): ConfigModel {
@@ -160,7 +161,7 @@ describe('AuthorizationPolicy → RBAC filters', () => {
     assert.deepEqual(rbacFilters(ap('{action: DENY}'), false, []), []);
   });
 
-  it('order CUSTOM (denied, with an error), AUDIT (LOG), DENY, ALLOW', () => {
+  it('order CUSTOM (its deny fallback when the provider cannot be used), AUDIT (LOG), DENY, ALLOW', () => {
     const all = [
       ...ap('{action: ALLOW, rules: [{}]}', 'allow'),
       ...ap('{action: DENY, rules: [{to: [{operation: {paths: [/x]}}]}]}', 'deny'),
@@ -168,10 +169,11 @@ describe('AuthorizationPolicy → RBAC filters', () => {
       ...ap('{action: CUSTOM, provider: {name: ext}, rules: [{to: [{operation: {paths: [/ext]}}]}]}', 'custom'),
     ];
     const diagnostics: import('../../shared/errors.ts').Diagnostic[] = [];
-    assert.deepEqual(rules(rbacFilters(all, false, diagnostics)), [
+    assert.deepEqual(rules(rbacFilters(all, false, diagnostics, { provider: undefined })), [
       ['DENY', ['ns[foo]-policy[custom]-rule[0]']], ['LOG', ['ns[foo]-policy[audit]-rule[0]']], ['DENY', ['ns[foo]-policy[deny]-rule[0]']], ['ALLOW', ['ns[foo]-policy[allow]-rule[0]']],
     ]);
-    assert.deepEqual(diagnostics.map((d) => [d.severity, d.code, d.path]), [['error', 'SLOOP_ERR_CONFIG_UNSUPPORTED', 'spec.provider.name']]);
+    // The reason is resolveCustomProvider's diagnostic (see the CUSTOM tests below), not repeated here.
+    assert.deepEqual(diagnostics, []);
   });
 
   it('TCP: an ALLOW rule with HTTP-only fields is dropped; a DENY rule keeps the rest', () => {
@@ -184,5 +186,106 @@ describe('AuthorizationPolicy → RBAC filters', () => {
     assert.equal(JSON.stringify(policy.permissions).includes('"destination_port":9000'), true);
     assert.equal(JSON.stringify(policy.permissions).includes(':method'), false);
     assert.equal(JSON.stringify(policy.principals).includes('"any":true'), true);
+  });
+});
+
+describe('AuthorizationPolicy CUSTOM → shadow RBAC + ext_authz (meshConfig.extensionProviders)', () => {
+  const SVC = [
+    'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: foo}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}]}',
+    'apiVersion: v1\nkind: Service\nmetadata: {name: authz, namespace: sec}\nspec: {selector: {app: authz}, ports: [{name: grpc, port: 9000}]}',
+  ];
+  const mesh = (providers: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    extensionProviders:\n${providers.split('\n').map((l) => `    ${l}`).join('\n')}`;
+  const GRPC = mesh('- name: authz\n  envoyExtAuthzGrpc: {service: authz.sec.svc.cluster.local, port: 9000}');
+  const custom = (provider: string, name = 'ext', extra = '') => `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ${name}, namespace: foo${extra}}\nspec: {selector: {matchLabels: {app: web}}, action: CUSTOM, provider: {name: ${provider}}, rules: [{to: [{operation: {paths: [/headers]}}]}]}`;
+  const web = parseProxyInfo({ id: 'sidecar~10.0.0.5~web-1.foo~foo.svc.cluster.local', metadata: { NAMESPACE: 'foo', LABELS: { app: 'web' }, INSTANCE_IPS: '10.0.0.5', INTERCEPTION_MODE: 'NONE', SLOOP_ENDPOINT_PORTS: { 80: 18080 } } }).proxy;
+  type Filter = { name: string; typed_config: { type_url: string; value: Buffer } };
+  const build = (...docs: string[]) => {
+    const m = model(...docs);
+    const built = buildProxyConfig(createPushContext(m, buildRegistry(m, [web])), web);
+    const hcm = built.resources.listeners.find((l) => l.name === 'inbound_10.0.0.5_18080')!.filter_chains![0].filters![0] as unknown as Filter;
+    const filters = unpackAny<{ http_filters: Filter[] }>(hcm.typed_config).http_filters;
+    const config = (name: string) => unpackAny<Record<string, any>>(filters.find((f) => f.name === name)!.typed_config);
+    const errors = (d: Diagnostic[]) => d.map((x) => [x.severity, `${x.line}:${x.column}`, `${x.kind} ${x.namespace}/${x.name}`, x.path]);
+    return { built, names: filters.map((f) => f.name), config, diagnostics: errors(built.diagnostics), messages: built.diagnostics.map((d) => d.message) };
+  };
+
+  it('a gRPC provider: RBAC shadow rules (istio_ext_authz_) before ext_authz, enabled by the shadow policy id; its cluster is in CDS', () => {
+    const r = build(...SVC, GRPC, custom('authz'), 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: foo}\nspec: {action: DENY, rules: [{to: [{operation: {paths: [/admin]}}]}]}');
+    assert.deepEqual(r.diagnostics, []);
+    assert.deepEqual(r.names, ['envoy.filters.http.rbac', 'envoy.filters.http.ext_authz', 'envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    const rbac = r.config('envoy.filters.http.rbac');
+    assert.equal(rbac.rules, null);
+    assert.equal(rbac.shadow_rules.action, 'DENY');
+    assert.deepEqual(Object.keys(rbac.shadow_rules.policies), ['istio-ext-authz-ns[foo]-policy[ext]-rule[0]']);
+    assert.equal(rbac.shadow_rules_stat_prefix, 'istio_ext_authz_');
+    const ext = r.config('envoy.filters.http.ext_authz');
+    assert.equal(ext.grpc_service.envoy_grpc.cluster_name, 'outbound|9000||authz.sec.svc.cluster.local');
+    assert.deepEqual(ext.grpc_service.timeout, { seconds: '600', nanos: 0 }, "Istio's default 600s");
+    assert.equal(ext.failure_mode_allow, false);
+    assert.equal(ext.status_on_error, null);
+    assert.equal(ext.transport_api_version, 'V3');
+    assert.deepEqual(ext.filter_enabled_metadata, {
+      filter: 'envoy.filters.http.rbac', path: [{ key: 'istio_ext_authz_shadow_effective_policy_id', segment: 'key' }],
+      value: { string_match: { prefix: 'istio-ext-authz', ignore_case: false, match_pattern: 'prefix' }, match_pattern: 'string_match' }, invert: false,
+    });
+    assert.ok(r.built.resources.clusters.some((c) => c.name === 'outbound|9000||authz.sec.svc.cluster.local'));
+    // failOpen, statusOnError, timeout, and a namespace-qualified service.
+    const tuned = build(...SVC, mesh('- name: authz\n  envoyExtAuthzGrpc: {service: sec/authz.sec.svc.cluster.local, port: 9000, timeout: 250ms, failOpen: true, statusOnError: "503"}'), custom('authz')).config('envoy.filters.http.ext_authz');
+    assert.deepEqual([tuned.failure_mode_allow, tuned.status_on_error.code, tuned.grpc_service.timeout], [true, 'ServiceUnavailable', { seconds: '0', nanos: 250_000_000 }]);
+  });
+
+  it('a provider that cannot be used: an error naming the field, and the CUSTOM rules deny what they match', () => {
+    const denyOnly = (r: ReturnType<typeof build>) => {
+      assert.deepEqual(r.names, ['envoy.filters.http.rbac', 'envoy.filters.http.router']);
+      const c = r.config('envoy.filters.http.rbac');
+      assert.deepEqual([c.rules.action, Object.keys(c.rules.policies)], ['DENY', ['ns[foo]-policy[ext]-rule[0]']]);
+    };
+    // Not defined (no mesh config at all, or another name).
+    let r = build(...SVC, custom('authz'));
+    denyOnly(r);
+    assert.deepEqual(r.diagnostics, [['error', '14:72', 'AuthorizationPolicy foo/ext', 'spec.provider.name']]);
+    assert.match(r.messages[0], /provider "authz" is not defined in meshConfig.extensionProviders .*denied instead/);
+    r = build(...SVC, GRPC, custom('authzz'));
+    denyOnly(r);
+    assert.match(r.messages[0], /defined: "authz"/);
+    // The provider's service or port is not in the registry: the error is on the mesh config's field, at its line.
+    r = build(...SVC, mesh('- name: authz\n  envoyExtAuthzGrpc:\n    service: nope.sec.svc.cluster.local\n    port: 9000'), custom('authz'));
+    denyOnly(r);
+    assert.deepEqual(r.diagnostics, [['error', '19:9', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.service']]);
+    r = build(...SVC, mesh('- name: authz\n  envoyExtAuthzGrpc:\n    service: authz.sec.svc.cluster.local\n    port: 9001'), custom('authz'));
+    denyOnly(r);
+    assert.deepEqual(r.diagnostics, [['error', '20:9', 'ConfigMap istio-system/istio', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.port']]);
+    assert.match(r.messages[0], /has no port 9001 \(ports: 9000\)/);
+    // envoyExtAuthzHttp and non-authorization providers.
+    r = build(...SVC, mesh('- name: authz\n  envoyExtAuthzHttp: {service: authz.sec.svc.cluster.local, port: 9000}'), custom('authz'));
+    denyOnly(r);
+    assert.deepEqual(r.diagnostics.map((d) => d[3]), ['data.mesh.extensionProviders[0].envoyExtAuthzHttp']);
+    r = build(...SVC, mesh('- name: authz\n  prometheus: {}'), custom('authz'));
+    denyOnly(r);
+    // Two providers on one workload (Istio allows one): both policies deny what they match.
+    r = build(...SVC, mesh('- name: authz\n  envoyExtAuthzGrpc: {service: authz.sec.svc.cluster.local, port: 9000}\n- name: other\n  envoyExtAuthzGrpc: {service: authz.sec.svc.cluster.local, port: 9000}'),
+      custom('authz', 'ext', ', creationTimestamp: "2024-01-01T00:00:00Z"'), custom('other', 'ext2', ', creationTimestamp: "2024-02-01T00:00:00Z"'));
+    assert.deepEqual(r.names, ['envoy.filters.http.rbac', 'envoy.filters.http.router']);
+    assert.deepEqual(Object.keys(r.config('envoy.filters.http.rbac').rules.policies), ['ns[foo]-policy[ext]-rule[0]', 'ns[foo]-policy[ext2]-rule[0]']);
+    assert.match(r.messages[0], /only one CUSTOM provider may apply to a workload .*"authz", "other"/);
+  });
+
+  it('a host two namespaces define needs <namespace>/; a provider the Sidecar hides warns; dry-run CUSTOM is not applied', () => {
+    const se = (ns: string) => `apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: authz, namespace: ${ns}}\nspec: {hosts: [authz.example.com], location: MESH_INTERNAL, resolution: STATIC, ports: [{number: 9000, name: grpc, protocol: GRPC}], endpoints: [{address: 10.9.9.9}]}`;
+    let r = build(...SVC, se('a'), se('b'), mesh('- name: authz\n  envoyExtAuthzGrpc: {service: authz.example.com, port: 9000}'), custom('authz'));
+    assert.match(r.messages[0], /defined in namespaces a, b; qualify it as <namespace>\/authz.example.com/);
+    r = build(...SVC, se('a'), se('b'), mesh('- name: authz\n  envoyExtAuthzGrpc: {service: a/authz.example.com, port: 9000}'), custom('authz'));
+    assert.deepEqual(r.diagnostics, []);
+    assert.equal(r.config('envoy.filters.http.ext_authz').grpc_service.envoy_grpc.cluster_name, 'outbound|9000||authz.example.com');
+    // A Sidecar whose egress leaves the provider out: built as Istio does, with a warning (every check fails).
+    r = build(...SVC, GRPC, custom('authz'), 'apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: foo}\nspec: {egress: [{hosts: ["./*"]}]}');
+    assert.deepEqual(r.names, ['envoy.filters.http.rbac', 'envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    assert.deepEqual(r.diagnostics.map((d) => d.slice(0, 1).concat(d.slice(3))), [['warning', 'data.mesh.extensionProviders[0].envoyExtAuthzGrpc.service']]);
+    assert.match(r.messages[0], /not visible to workload foo\/web.*not in the proxy's CDS/);
+    assert.ok(!r.built.resources.clusters.some((c) => c.name === 'outbound|9000||authz.sec.svc.cluster.local'));
+    // istio.io/dry-run on a CUSTOM policy: not applied, with a warning.
+    r = build(...SVC, GRPC, custom('authz', 'ext', ', annotations: {istio.io/dry-run: "true"}'));
+    assert.deepEqual(r.names, ['envoy.filters.http.router']);
+    assert.deepEqual(r.diagnostics.map((d) => [d[0], d[3]]), [['warning', 'metadata.annotations']]);
   });
 });

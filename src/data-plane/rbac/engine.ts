@@ -71,7 +71,8 @@ type Node =
   | { readonly t: 'metadata'; readonly m: CompiledMetadataMatcher }
   | { readonly t: 'authenticated'; readonly m: CompiledStringMatcher | undefined };
 
-interface CompiledMetadataMatcher {
+/** A compiled envoy.type.matcher.v3.MetadataMatcher (also ext_authz's `filter_enabled_metadata`). */
+export interface CompiledMetadataMatcher {
   readonly filter: string;
   readonly path: readonly string[];
   readonly value: CompiledValueMatcher;
@@ -264,7 +265,7 @@ function matchAuthenticated(m: CompiledStringMatcher | undefined, conn: Downstre
 }
 
 /** Envoy's MetadataMatcher over the request's dynamic metadata (a missing value is "not set"). */
-function matchMetadata(m: CompiledMetadataMatcher, md: RbacContext['metadata']): boolean {
+export function matchMetadata(m: CompiledMetadataMatcher, md: RbacContext['metadata']): boolean {
   let v: unknown = md?.get(m.filter);
   for (let i = 0; i < m.path.length && v !== undefined; i++) {
     v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[m.path[i]!] : undefined;
@@ -350,7 +351,8 @@ function compileValueMatcher(v: ValueMatcher__Output | null | undefined, path: s
   }
 }
 
-function compileMetadataMatcher(m: MetadataMatcher__Output | null | undefined, path: string, sink: CompileSink & { readsMetadata?: boolean }): CompiledMetadataMatcher {
+/** Compiles a MetadataMatcher; problems go to `sink.diagnostics` with paths under `path`. */
+export function compileMetadataMatcher(m: MetadataMatcher__Output | null | undefined, path: string, sink: CompileSink & { readsMetadata?: boolean }): CompiledMetadataMatcher {
   sink.readsMetadata = true;
   const segs = (m?.path ?? []).map((s) => s.key ?? '');
   if (segs.length === 0) invalid(sink, `${path}.path`, 'MetadataMatcher needs at least one path segment');

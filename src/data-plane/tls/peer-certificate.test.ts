@@ -6,7 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTestPki, CLIENT_SPIFFE_ID, SERVER_SPIFFE_ID, type TestPki } from '../../../test/helpers/certs.ts';
-import { LazyPeerCertificate } from './peer-certificate.ts';
+import { X509Certificate } from 'node:crypto';
+import { LazyPeerCertificate, rfc2253Subject } from './peer-certificate.ts';
 import { completeServerHandshake } from './context.ts';
 
 /** Accepts one TLS connection the way the listener does (TLSSocket over an accepted socket) and returns its facts. */
@@ -70,5 +71,25 @@ describe('LazyPeerCertificate', () => {
     assert.equal(p.validated, false);
     assert.deepEqual(p.uriSans, []);
     assert.equal(p.subject, '');
+  });
+
+  it('an empty subject (an X.509-SVID from the CA, like Istio\'s) is "", not an error that hides the SANs', () => {
+    // Issued by `sloop controlplane --ca-dir` to sa/web: no subject, a critical URI SAN. Node 24 gives its
+    // X509Certificate an undefined `subject`.
+    const svid = new X509Certificate(`-----BEGIN CERTIFICATE-----
+MIIB5jCCAY2gAwIBAgIQOQhtMt3eCZNVepTMBlTF8jAKBggqhkjOPQQDAjAwMRYw
+FAYDVQQKEw1jbHVzdGVyLmxvY2FsMRYwFAYDVQQDEw1TbG9vcCByb290IENBMB4X
+DTI2MTIwMjA5MzgyMVoXDTI2MTIwMzA5MzgyNFowADBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABH3h7FgjRGr01onMOhVXulkBqvphAxSSonKR9odi8IEh6Tr0zhVv
+RDd+MF5/ByIISERW6M04wWvsCZDeFt4qrzqjgbgwgbUwDAYDVR0TAQH/BAIwADAO
+BgNVHQ8BAf8EBAMCB4AwHQYDVR0lBBYwFAYIKwYBBQUHAwEGCCsGAQUFBwMCMDYG
+A1UdEQEB/wQsMCqGKHNwaWZmZTovL2NsdXN0ZXIubG9jYWwvbnMvZGVmYXVsdC9z
+YS93ZWIwHQYDVR0OBBYEFFVb9CYnE8Q4Kdye7mnSR5mYdZOJMB8GA1UdIwQYMBaA
+FAqSlyMBYexi1DGlt2u0PvwWJlMJMAoGCCqGSM49BAMCA0cAMEQCIFw/wIPRoWDa
+piCf+JjvB/tsURQZV92WFteYhpqSYZ1uAiBvZlPJtFzkLiop8z3v7+rCSpC1Ynl4
+wnbUSmKcafHXmg==
+-----END CERTIFICATE-----`);
+    assert.equal(svid.subjectAltName, 'URI:spiffe://cluster.local/ns/default/sa/web');
+    assert.equal(rfc2253Subject(svid), '');
   });
 });

@@ -22,7 +22,8 @@ const NONE: Facts = { presented: false, uriSans: [], dnsSans: [], subject: '' };
  * certificate, comma separated (`CN=client,O=example`), with `,`, `+`, `"`, `\`, `<`, `>`, `;` escaped.
  */
 export function rfc2253Subject(cert: X509Certificate): string {
-  const lines = cert.subject.split('\n').filter((l) => l !== '');
+  // An empty subject (X.509-SVIDs, Istio's and our CA's, have none) is `undefined` in Node 24, not ''.
+  const lines = (cert.subject ?? '').split('\n').filter((l) => l !== '');
   return lines
     .reverse()
     .map((l) => {

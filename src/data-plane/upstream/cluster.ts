@@ -4,21 +4,17 @@
  */
 import dns from 'node:dns';
 import { isIP } from 'node:net';
-import type tls from 'node:tls';
 import type { Cluster__Output } from '../../xds/gen/envoy/config/cluster/v3/Cluster.ts';
 import type { ClusterLoadAssignment__Output } from '../../xds/gen/envoy/config/endpoint/v3/ClusterLoadAssignment.ts';
 import type { HttpProtocolOptions__Output } from '../../xds/gen/envoy/extensions/upstreams/http/v3/HttpProtocolOptions.ts';
-import type { UpstreamTlsContext__Output } from '../../xds/gen/envoy/extensions/transport_sockets/tls/v3/UpstreamTlsContext.ts';
 import { unpackAny } from '../../xds/any.ts';
 import { ConfigError, type Diagnostic } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.ts';
 import { createLoadBalancerFromSettings, parseLbSettings, type LbSettings, type LoadBalancer, type LbContext, type UpstreamHost } from './lb/load-balancer.ts';
-import { createUpstreamTls, handshakeFailureStat, type UpstreamTls } from '../tls/context.ts';
-import { SslStats } from '../tls/ssl-stats.ts';
 import type { SecretManager } from '../tls/secrets.ts';
-import { DEFAULT_SECRET_WARMING_MS, SdsTls, sdsReferences } from '../tls/sds-tls.ts';
-import { resolveDataSource } from '../data-source.ts';
+import { DEFAULT_SECRET_WARMING_MS } from '../tls/sds-tls.ts';
+import { TransportSockets, type UpstreamTransport } from './transport-socket.ts';
 import { H1Pool } from './h1-pool.ts';
 import { H2Pool } from './h2-pool.ts';
 import type { ConnectOptions } from './connect.ts';
@@ -89,12 +85,10 @@ export class ClusterRuntime {
   readonly tlsEnabled: boolean;
   readonly type: string;
   readonly addedViaApi: boolean;
-  /** Replaced when an SDS secret of the UpstreamTlsContext changes: new connections use the new certificate. */
-  private tlsOptions: tls.ConnectionOptions | undefined;
-  /** Set when the UpstreamTlsContext uses SDS secrets. */
-  private readonly sdsTls: SdsTls<UpstreamTls> | undefined;
-  private readonly verifyPeer: ConnectOptions['verifyPeer'];
-  private readonly onTlsError: ConnectOptions['onTlsError'];
+  /** transport_socket and transport_socket_matches (undefined only when the cluster failed to build). */
+  private readonly sockets!: TransportSockets;
+  /** The socket of a host without metadata (ORIGINAL_DST hosts). */
+  private noMetadataTransport!: UpstreamTransport;
   private hostsByPriority: UpstreamHost[][] = [];
   private lb: LoadBalancer | undefined;
   /** Validated once per Cluster version; undefined for ORIGINAL_DST (CLUSTER_PROVIDED: no balancer). */
@@ -118,6 +112,7 @@ export class ClusterRuntime {
   /** Resolves when the cluster has its first host set (DNS clusters resolve asynchronously). */
   readonly initialized: Promise<void>;
   private markInitialized!: () => void;
+  private markClosed!: () => void;
 
   constructor(config: Cluster__Output, scope: StatsScope, env: ClusterEnv, addedViaApi = false) {
     this.name = config.name;
@@ -156,54 +151,27 @@ export class ClusterRuntime {
     this.maxRequestsPerConnection = common?.max_requests_per_connection?.value ?? config.max_requests_per_connection?.value ?? 0;
     this.idleTimeoutMs = durationMs(common?.idle_timeout, 3600_000);
     this.maxHeadersCount = common?.max_headers_count?.value ?? 100;
-    // Upstream TLS from transport_socket (envoy.transport_sockets.tls).
-    const ts = config.transport_socket;
-    if (ts?.typed_config && ts.typed_config.type_url.endsWith('.UpstreamTlsContext')) {
-      const ctx = unpackAny<UpstreamTlsContext__Output>(ts.typed_config);
-      try {
-        const read = (ds: Parameters<typeof resolveDataSource>[0]): Buffer | undefined => resolveDataSource(ds, env.baseDir);
-        // Envoy's TLS statistics for upstream sockets: cluster.<name>.ssl.*.
-        const ssl = new SslStats(scope);
-        let u: UpstreamTls | undefined;
-        const refs = env.secrets !== undefined ? sdsReferences(ctx.common_tls_context) : [];
-        if (refs.length > 0) {
-          // SDS secrets: each change builds a new context for new connections; pooled connections keep theirs.
-          const sdsTls = new SdsTls<UpstreamTls>({
-            common: ctx.common_tls_context,
-            secrets: env.secrets!,
-            build: (tlsOptions) => createUpstreamTls(ctx, read, tlsOptions),
-            onUpdate: (next) => {
-              u = next;
-              this.tlsOptions = next.options;
-            },
-            log: env.log,
-            where: `cluster ${config.name}`,
-          });
-          this.sdsTls = sdsTls;
-          u = sdsTls.current;
-          // The cluster warms until its secrets arrive (at most Envoy's SDS initial_fetch_timeout).
-          this.initialized = Promise.all([hostsReady, sdsTls.waitReady(DEFAULT_SECRET_WARMING_MS)]).then(() => undefined);
-        } else u = createUpstreamTls(ctx, read);
-        // Until the secrets arrive there is no certificate to offer: a TLS handshake is made (never plaintext) and
-        // refused by verifyPeer before any byte of the request is sent.
-        this.tlsOptions = u?.options ?? { rejectUnauthorized: false };
-        this.verifyPeer = (t) => {
-          if (u === undefined) {
-            ssl.connection_error.inc();
-            return 'TLS secrets not available yet (SDS warming)';
-          }
-          const bad = u.checkPeer(t);
-          if (bad === undefined) ssl.onHandshake(t);
-          else ssl.onFailure(bad.stat);
-          return bad?.message;
-        };
-        this.onTlsError = (err) => ssl.onFailure(handshakeFailureStat(err));
-      } catch (err) {
-        if (err instanceof ConfigError) for (const d of err.diagnostics) diags.push({ ...d, path: `transport_socket.typed_config.${d.path}` });
-        else throw err;
+    // Upstream transport sockets: transport_socket (envoy.transport_sockets.tls or raw_buffer) and
+    // transport_socket_matches; each host gets one when it joins (setHosts), never per request.
+    try {
+      this.sockets = new TransportSockets(config, scope, env);
+      this.tlsEnabled = this.sockets.default.tlsEnabled;
+      this.noMetadataTransport = this.sockets.resolve(undefined, undefined);
+      // The cluster warms until its secrets arrive (at most Envoy's SDS initial_fetch_timeout). With
+      // transport_socket_matches, only the secrets of the sockets its hosts use: Envoy waits for every socket's,
+      // but a proxy without mesh certificates whose endpoints are all plaintext must not wait 15 s for nothing.
+      const waitSds = (ts: readonly UpstreamTransport[]): Promise<unknown> =>
+        Promise.all(ts.filter((t) => t.sdsTls !== undefined).map((t) => t.sdsTls!.waitReady(DEFAULT_SECRET_WARMING_MS)));
+      if (!this.sockets.hasMatches) {
+        if (this.sockets.default.sdsTls !== undefined) this.initialized = Promise.all([hostsReady, waitSds([this.sockets.default])]).then(() => undefined);
+      } else if (this.sockets.all.some((t) => t.sdsTls !== undefined)) {
+        this.initialized = hostsReady.then(() => waitSds([...this.transportsInUse()])).then(() => undefined);
       }
+    } catch (err) {
+      if (err instanceof ConfigError) diags.push(...err.diagnostics);
+      else throw err;
+      this.tlsEnabled = false;
     }
-    this.tlsEnabled = this.tlsOptions !== undefined;
     // Envoy: "Only 'CLUSTER_PROVIDED' is allowed with cluster type 'ORIGINAL_DST'"; every other type needs a
     // policy we implement (parseLbSettings rejects CLUSTER_PROVIDED there). Errors surface at load time.
     if (this.type === 'ORIGINAL_DST') {
@@ -236,10 +204,21 @@ export class ClusterRuntime {
     }
     // cluster.proto cleanup_interval: unused original-destination hosts are dropped after it (default 5 s).
     this.cleanupIntervalMs = durationMs(config.cleanup_interval, 5000);
+    // A cluster closed before it warmed (replaced by a newer CDS version) is done warming: nothing waits on it.
+    const closed = new Promise<void>((r) => (this.markClosed = r));
+    this.initialized = Promise.race([this.initialized, closed]);
     if (diags.length > 0) {
-      this.sdsTls?.close();
+      this.sockets?.close();
       throw new ConfigError(diags, `cluster ${config.name}`);
     }
+  }
+
+  /** The transport sockets the current hosts use (ORIGINAL_DST: the one its hosts will get). */
+  private transportsInUse(): Set<UpstreamTransport> {
+    const used = new Set<UpstreamTransport>();
+    if (this.type === 'ORIGINAL_DST') used.add(this.noMetadataTransport);
+    for (const p of this.hostsByPriority) for (const h of p) if (h.transport !== undefined) used.add(h.transport);
+    return used;
   }
 
   /** EDS clusters: the ClusterLoadAssignment name (eds_cluster_config.service_name, else the cluster name). */
@@ -253,7 +232,7 @@ export class ClusterRuntime {
    */
   setAssignment(cla: ClusterLoadAssignment__Output | undefined): void {
     if (this.closed) return;
-    this.setHosts(cla === undefined ? [] : hostsFromAssignment({ load_assignment: cla } as Cluster__Output, (a) => [a]));
+    this.setHosts(cla === undefined ? [] : hostsFromAssignment({ load_assignment: cla } as Cluster__Output, (a) => [a], this.sockets));
     this.stats.update_success.inc();
     this.markInitialized();
   }
@@ -285,6 +264,10 @@ export class ClusterRuntime {
     let pooled = 0;
     for (const p of this.h1Pools.values()) pooled += p.activeConnections;
     for (const p of this.h2Pools.values()) pooled += p.activeConnections;
+    for (const p of this.retiredPools) {
+      if (p.drained) this.retiredPools.delete(p);
+      else pooled += p.activeConnections;
+    }
     return Math.max(0, this.resources.connections - pooled);
   }
 
@@ -294,7 +277,7 @@ export class ClusterRuntime {
     const la = this.config.load_assignment;
     switch (this.type) {
       case 'STATIC':
-        this.setHosts(hostsFromAssignment(this.config, (a) => [a]));
+        this.setHosts(hostsFromAssignment(this.config, (a) => [a], this.sockets));
         this.markInitialized();
         break;
       case 'STRICT_DNS':
@@ -307,7 +290,7 @@ export class ClusterRuntime {
         break;
       case 'EDS':
         // Endpoints arrive over xDS (ClusterLoadAssignment) via setAssignment().
-        if (la) this.setHosts(hostsFromAssignment(this.config, (a) => [a]));
+        if (la) this.setHosts(hostsFromAssignment(this.config, (a) => [a], this.sockets));
         break;
       default:
         this.setHosts([]);
@@ -350,7 +333,7 @@ export class ClusterRuntime {
       this.setHosts(hostsFromAssignment(this.config, (a) => {
         const r = cache.get(a) ?? [];
         return logical ? r.slice(0, 1) : r;
-      }));
+      }, this.sockets));
     }
     this.markInitialized();
     this.dnsTimer = setTimeout(() => void this.resolveDns(), failed && this.config.dns_failure_refresh_rate ? durationMs(this.config.dns_failure_refresh_rate.base_interval, this.dnsRefreshMs) : this.dnsRefreshMs);
@@ -373,8 +356,15 @@ export class ClusterRuntime {
           prev.health = h.health;
           prev.locality = h.locality;
           prev.localityWeight = h.localityWeight;
+          if (prev.transport !== h.transport) {
+            // New metadata picked another transport socket: new connections use it, pooled ones finish.
+            this.retirePools(prev);
+            prev.transport = h.transport;
+            h.transport?.matchCount?.inc();
+          }
           return prev;
         }
+        h.transport?.matchCount?.inc();
         return h;
       }),
     );
@@ -414,6 +404,19 @@ export class ClusterRuntime {
     return total;
   }
 
+  /** Pools of a host whose transport socket changed: they serve what they hold and close (see {@link tcpConnections}). */
+  private readonly retiredPools = new Set<H1Pool | H2Pool>();
+
+  private retirePools(h: UpstreamHost): void {
+    for (const pools of [this.h1Pools, this.h2Pools] as Map<UpstreamHost, H1Pool | H2Pool>[]) {
+      const p = pools.get(h);
+      if (p === undefined) continue;
+      pools.delete(h);
+      p.drain();
+      this.retiredPools.add(p);
+    }
+  }
+
   private closePools(h: UpstreamHost): void {
     this.hostCounters.delete(h);
     this.h1Pools.get(h)?.close();
@@ -451,7 +454,8 @@ export class ClusterRuntime {
     const id = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
     let h = this.origHosts.get(id);
     if (h === undefined) {
-      h = { id, address, port, weight: 1, priority: 0, locality: '', localityWeight: 0, health: 'healthy', activeRequests: 0 };
+      h = { id, address, port, weight: 1, priority: 0, locality: '', localityWeight: 0, health: 'healthy', activeRequests: 0, transport: this.noMetadataTransport };
+      this.noMetadataTransport.matchCount?.inc();
       this.origHosts.set(id, h);
       this.publishOriginalDstHosts();
       if (this.cleanupTimer === null && !this.closed) {
@@ -505,23 +509,26 @@ export class ClusterRuntime {
     if (h2) {
       pool = this.h2Pools.get(host);
       if (pool === undefined) {
-        pool = new H2Pool(this, host);
+        pool = new H2Pool(this, host, host.transport ?? this.sockets.default);
         this.h2Pools.set(host, pool);
       }
     } else {
       pool = this.h1Pools.get(host);
       if (pool === undefined) {
-        pool = new H1Pool(this, host);
+        pool = new H1Pool(this, host, host.transport ?? this.sockets.default);
         this.h1Pools.set(host, pool);
       }
     }
     return pool.newStream(cb) ? pool : undefined;
   }
 
-  /** Options for one new upstream connection to `host` (pools and tcp_proxy call it once per connect). */
-  connectOptions(host: UpstreamHost): ConnectOptions {
+  /**
+   * Options for one new upstream connection to `host` (pools and tcp_proxy call it once per connect), over the
+   * host's transport socket, or `transport` (a pool's own).
+   */
+  connectOptions(host: UpstreamHost, transport: UpstreamTransport = host.transport ?? this.sockets.default): ConnectOptions {
     this.countersOf(host).cxTotal++;
-    return { host: host.address, port: host.port, connectTimeoutMs: this.connectTimeoutMs, tls: this.tlsOptions, verifyPeer: this.verifyPeer, onTlsError: this.onTlsError };
+    return { host: host.address, port: host.port, connectTimeoutMs: this.connectTimeoutMs, tls: transport.tlsOptions, verifyPeer: transport.verifyPeer, onTlsError: transport.onTlsError };
   }
 
   onHostConnectFailure(host: UpstreamHost): void {
@@ -567,18 +574,21 @@ export class ClusterRuntime {
 
   close(): void {
     this.closed = true;
-    this.sdsTls?.close();
+    this.markClosed();
+    this.sockets.close();
     this.outlier?.close();
     if (this.dnsTimer !== null) clearTimeout(this.dnsTimer);
     if (this.cleanupTimer !== null) clearInterval(this.cleanupTimer);
     for (const p of this.h1Pools.values()) p.close();
     for (const p of this.h2Pools.values()) p.close();
+    for (const p of this.retiredPools) p.close();
+    this.retiredPools.clear();
     this.h1Pools.clear();
     this.h2Pools.clear();
   }
 }
 
-/** Same hosts, weights, health and localities in the same order (a no-op update). */
+/** Same hosts, weights, health, localities and transport sockets in the same order (a no-op update). */
 function sameHosts(a: readonly UpstreamHost[][], b: readonly UpstreamHost[][]): boolean {
   if (a.length !== b.length) return false;
   for (let p = 0; p < a.length; p++) {
@@ -588,7 +598,7 @@ function sameHosts(a: readonly UpstreamHost[][], b: readonly UpstreamHost[][]): 
     for (let i = 0; i < x.length; i++) {
       const h = x[i];
       const k = y[i];
-      if (h.id !== k.id || h.weight !== k.weight || h.health !== k.health || h.locality !== k.locality || h.localityWeight !== k.localityWeight) return false;
+      if (h.id !== k.id || h.weight !== k.weight || h.health !== k.health || h.locality !== k.locality || h.localityWeight !== k.localityWeight || h.transport !== k.transport) return false;
     }
   }
   return true;
@@ -623,8 +633,11 @@ export function parseIpPort(s: string): { address: string; port: number } | unde
   return port <= 65535 ? { address, port } : undefined;
 }
 
-/** Hosts from `load_assignment`, grouped by priority; `resolve` maps an endpoint address to IPs. */
-function hostsFromAssignment(c: Cluster__Output, resolve: (addr: string) => string[]): UpstreamHost[][] {
+/**
+ * Hosts from `load_assignment`, grouped by priority; `resolve` maps an endpoint address to IPs, `sockets` picks
+ * each endpoint's transport socket from its metadata (transport_socket_matches).
+ */
+function hostsFromAssignment(c: Cluster__Output, resolve: (addr: string) => string[], sockets: TransportSockets): UpstreamHost[][] {
   const out: UpstreamHost[][] = [];
   for (const le of c.load_assignment?.endpoints ?? []) {
     const prio = le.priority ?? 0;
@@ -637,6 +650,7 @@ function hostsFromAssignment(c: Cluster__Output, resolve: (addr: string) => stri
       const health = lb.health_status === 'UNHEALTHY' || lb.health_status === 'DRAINING' || lb.health_status === 'TIMEOUT'
         ? 'unhealthy'
         : lb.health_status === 'DEGRADED' ? 'degraded' : 'healthy';
+      const transport = sockets.resolve(lb.metadata, le.metadata);
       for (const ip of resolve(sa.address)) {
         (out[prio] ??= []).push({
           id: `${ip}:${port}`,
@@ -648,6 +662,7 @@ function hostsFromAssignment(c: Cluster__Output, resolve: (addr: string) => stri
           localityWeight: lw,
           health,
           activeRequests: 0,
+          transport,
         });
       }
     }

@@ -9,6 +9,7 @@ import { connectUpstream, type ConnectFailure } from './connect.ts';
 import type { PoolCallbacks } from './pool-types.ts';
 import type { ClusterRuntime } from './cluster.ts';
 import type { UpstreamHost } from './lb/types.ts';
+import type { UpstreamTransport } from './transport-socket.ts';
 
 export class H1Pool implements H1ClientHooks {
   private readonly idle: H1ClientConnection[] = [];
@@ -17,11 +18,16 @@ export class H1Pool implements H1ClientHooks {
   private connecting = 0;
   private readonly cluster: ClusterRuntime;
   readonly host: UpstreamHost;
+  /** The host's transport socket when the pool was made: pools are per (host, transport socket). */
+  readonly transport: UpstreamTransport;
   private closed = false;
+  /** Retired (the host's transport socket changed): no new streams; connections close once idle. */
+  private draining = false;
 
-  constructor(cluster: ClusterRuntime, host: UpstreamHost) {
+  constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport) {
     this.cluster = cluster;
     this.host = host;
+    this.transport = transport;
   }
 
   /** Gets a stream now (idle connection) or later (new connection / queue); false on overflow. */
@@ -76,7 +82,7 @@ export class H1Pool implements H1ClientHooks {
     cl.stats.upstream_cx_http1_total.inc();
     cl.stats.upstream_cx_active.inc();
     const started = cl.now();
-    connectUpstream(cl.connectOptions(this.host), (err, socket) => {
+    connectUpstream(cl.connectOptions(this.host, this.transport), (err, socket) => {
       this.connecting--;
       if (err !== null || socket === null) {
         this.onConnectFailure(err ?? { reason: 'connect-failure', detail: 'unknown' });
@@ -96,6 +102,7 @@ export class H1Pool implements H1ClientHooks {
     }
     const cb = this.takePending();
     if (cb !== undefined) this.attach(c, cb);
+    else if (this.draining) c.reset();
     else this.idle.push(c);
   }
 
@@ -133,6 +140,10 @@ export class H1Pool implements H1ClientHooks {
       this.attach(c, cb);
       return;
     }
+    if (this.draining) {
+      c.reset();
+      return;
+    }
     c.idleSince = this.cluster.now();
     this.idle.push(c);
   }
@@ -153,6 +164,20 @@ export class H1Pool implements H1ClientHooks {
 
   get activeConnections(): number {
     return this.all.size;
+  }
+
+  /**
+   * Retires the pool (its host now uses another transport socket): the cluster stops handing it requests, idle
+   * connections close now, busy ones when their request ends; requests already queued here are still served.
+   */
+  drain(): void {
+    this.draining = true;
+    for (const c of this.idle.splice(0)) c.reset();
+  }
+
+  /** Nothing left: no connection, none connecting, no queued request. */
+  get drained(): boolean {
+    return this.all.size === 0 && this.connecting === 0 && this.pending.length === 0;
   }
 
   /** Closes idle connections now; busy ones close when their request ends. */

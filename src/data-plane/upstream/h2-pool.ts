@@ -9,6 +9,7 @@ import { connectUpstream } from './connect.ts';
 import type { PoolCallbacks } from './pool-types.ts';
 import type { ClusterRuntime } from './cluster.ts';
 import type { UpstreamHost } from './lb/types.ts';
+import type { UpstreamTransport } from './transport-socket.ts';
 
 interface Session {
   s: http2.ClientHttp2Session;
@@ -23,12 +24,17 @@ export class H2Pool {
   private readonly pending: PoolCallbacks[] = [];
   private readonly cluster: ClusterRuntime;
   readonly host: UpstreamHost;
+  /** The host's transport socket when the pool was made: pools are per (host, transport socket). */
+  readonly transport: UpstreamTransport;
   private connecting = 0;
   private closed = false;
+  /** Retired (the host's transport socket changed): sessions close once queued requests are served. */
+  private draining = false;
 
-  constructor(cluster: ClusterRuntime, host: UpstreamHost) {
+  constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport) {
     this.cluster = cluster;
     this.host = host;
+    this.transport = transport;
   }
 
   newStream(cb: PoolCallbacks): boolean {
@@ -66,7 +72,7 @@ export class H2Pool {
   }
 
   private attach(sess: Session, cb: PoolCallbacks): void {
-    const st = new H2ClientStream(sess.s, this.cluster.tlsEnabled ? 'https' : 'http');
+    const st = new H2ClientStream(sess.s, this.transport.tlsEnabled ? 'https' : 'http');
     sess.active++;
     st.onDone = () => {
       sess.active--;
@@ -89,6 +95,29 @@ export class H2Pool {
     if (this.pending.length > 0 && this.connecting === 0 && !this.closed && cl.resources.connections < cl.thresholds.maxConnections) {
       this.connect();
     }
+    if (this.draining && this.pending.length === 0) this.closeSessions();
+  }
+
+  /**
+   * Retires the pool (its host now uses another transport socket): the cluster stops handing it requests; queued
+   * requests are still served, then every session closes once its streams end.
+   */
+  drain(): void {
+    this.draining = true;
+    if (this.pending.length === 0) this.closeSessions();
+  }
+
+  /** Nothing left: no session, none connecting, no queued request. */
+  get drained(): boolean {
+    return this.sessions.length === 0 && this.connecting === 0 && this.pending.length === 0;
+  }
+
+  private closeSessions(): void {
+    for (const s of this.sessions) {
+      if (s.draining) continue;
+      s.draining = true;
+      if (s.active === 0) s.s.close();
+    }
   }
 
   private connect(): void {
@@ -99,7 +128,7 @@ export class H2Pool {
     cl.stats.upstream_cx_http2_total.inc();
     cl.stats.upstream_cx_active.inc();
     const started = cl.now();
-    const opts = cl.connectOptions(this.host);
+    const opts = cl.connectOptions(this.host, this.transport);
     if (opts.tls !== undefined) opts.tls = { ...opts.tls, ALPNProtocols: ['h2'] };
     connectUpstream(opts, (err, socket) => {
       if (err !== null || socket === null) {
@@ -123,7 +152,7 @@ export class H2Pool {
 
   private onConnected(socket: Socket): void {
     const cl = this.cluster;
-    const authority = `${cl.tlsEnabled ? 'https' : 'http'}://${this.host.address}:${this.host.port}`;
+    const authority = `${this.transport.tlsEnabled ? 'https' : 'http'}://${this.host.address}:${this.host.port}`;
     const s = http2.connect(authority, {
       createConnection: () => socket,
       settings: { enablePush: false, initialWindowSize: 1 << 20 },

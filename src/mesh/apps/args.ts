@@ -22,7 +22,19 @@ export function arg(args: Map<string, string>, name: string, fallback?: string):
 }
 
 /** Headers a sidecar adds on the way in, which the apps echo so the call chain is visible. */
-export const PROXY_HEADERS = ['x-request-id', 'x-forwarded-proto'] as const;
+export const PROXY_HEADERS = ['x-request-id', 'x-forwarded-proto', 'x-forwarded-client-cert'] as const;
+
+/**
+ * Who called, as the sidecar vouches for it: the `URI=` of the last element of x-forwarded-client-cert (the
+ * SPIFFE ID in the caller's certificate, added by this workload's sidecar after an mTLS handshake), or undefined
+ * when the call came in plaintext.
+ */
+export function callerIdentity(seen: Readonly<Record<string, string>>): string | undefined {
+  const xfcc = seen['x-forwarded-client-cert'];
+  if (xfcc === undefined) return undefined;
+  const last = xfcc.split(/,(?=By=|Hash=|URI=|Subject=|DNS=|Cert=|Chain=)/).at(-1) ?? '';
+  return /(?:^|;)URI=([^;,]+)/.exec(last)?.[1];
+}
 
 /** The proxy-added headers present in `headers` (a node:http header object or gRPC metadata map). */
 export function proxyHeadersOf(get: (name: string) => string | undefined): Record<string, string> {

@@ -8,7 +8,7 @@
  *   node frontend.ts --port 8000 [--reviews http://reviews:9080/]
  */
 import http from 'node:http';
-import { arg, onTerminate, parseAppArgs, proxyHeadersOf } from './args.ts';
+import { arg, callerIdentity, onTerminate, parseAppArgs, proxyHeadersOf } from './args.ts';
 
 const args = parseAppArgs(process.argv.slice(2));
 const port = Number(arg(args, 'port'));
@@ -47,7 +47,12 @@ interface Reviews {
 
 function summary(r: Reviews): string {
   const rating = r.rating?.stars !== undefined ? (r.version === 'v1' ? `${r.rating.stars}/5` : '★'.repeat(r.rating.stars) + '☆'.repeat(Math.max(0, 5 - r.rating.stars))) : (r.rating?.error ?? 'no rating');
-  return `frontend → reviews ${r.version ?? '?'} → ratings: ${rating}`;
+  const line = `frontend → reviews ${r.version ?? '?'} → ratings: ${rating}`;
+  // Who called whom, as each callee's sidecar vouches for it after the mTLS handshake (x-forwarded-client-cert).
+  const reviewsCaller = callerIdentity(r.seen_headers ?? {});
+  const ratingsCaller = callerIdentity(r.rating?.seen_headers ?? {});
+  if (reviewsCaller === undefined && ratingsCaller === undefined) return line;
+  return `${line}\n  mTLS: reviews ${r.version ?? '?'} was called by ${reviewsCaller ?? 'a plaintext client'}; ratings by ${ratingsCaller ?? 'a plaintext client'}`;
 }
 
 const server = http.createServer((req, res) => {

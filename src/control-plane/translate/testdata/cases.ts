@@ -15,7 +15,7 @@ import { lookupMessage } from '../../../xds/protos.ts';
 import { TYPE_URLS } from '../../../xds/type-urls.ts';
 
 export const TESTDATA = import.meta.dirname;
-export const CASES = ['bookinfo', 'tcp', 'serviceentry-dns', 'sidecar-scope', 'proxyless', 'explicit', 'security'] as const;
+export const CASES = ['bookinfo', 'tcp', 'serviceentry-dns', 'sidecar-scope', 'proxyless', 'explicit', 'security', 'ext-authz'] as const;
 
 export interface TranslateCase {
   push: PushContext;

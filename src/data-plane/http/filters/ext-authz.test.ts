@@ -10,6 +10,9 @@ import type { FilterEncoder, FilterRequest } from './types.ts';
 import type { ExtAuthz__Output } from '../../../xds/gen/envoy/extensions/filters/http/ext_authz/v3/ExtAuthz.ts';
 import type { CheckResponse__Output } from '../../../xds/gen/envoy/service/auth/v3/CheckResponse.ts';
 import type { Logger } from '../../../shared/log.ts';
+import { packAny } from '../../../xds/any.ts';
+import type { Any__Output } from '../../../xds/gen/google/protobuf/Any.ts';
+import { createRbacFilter, RBAC_FILTER_TYPE } from './rbac.ts';
 
 const noLog = { warn: () => {}, info: () => {} } as unknown as Logger;
 
@@ -26,12 +29,12 @@ interface Outcome {
   responseHeaders?: string[];
 }
 
-function fakeRequest(headers: string[] = []) {
+function fakeRequest(headers: string[] = [], path = '/p?q=1') {
   const encoders: FilterEncoder[] = [];
   let settle!: (o: Outcome) => void;
   const outcome = new Promise<Outcome>((r) => (settle = r));
   const req: FilterRequest = {
-    head: { method: 'POST', path: '/p?q=1', authority: 'svc.local', scheme: 'http', headers, protocol: 'HTTP/2', contentLength: 3, hasBody: true, upgrade: '' } as FilterRequest['head'],
+    head: { method: 'POST', path, authority: 'svc.local', scheme: 'http', headers, protocol: 'HTTP/2', contentLength: 3, hasBody: true, upgrade: '' } as FilterRequest['head'],
     matchedRoute: undefined,
     matchedVirtualHost: undefined,
     isGrpc: false,
@@ -144,6 +147,52 @@ describe('ext_authz filter', () => {
     assert.equal(open.stat('failure_mode_allowed'), 1);
   });
 
+  it('filter_enabled_metadata: with Istio\'s shadow RBAC in front, only requests a CUSTOM rule matches are checked', async () => {
+    // What Istio's CUSTOM action translates to (control-plane translate/authz.ts): an RBAC filter whose shadow
+    // rules hold the CUSTOM rules, then ext_authz enabled by the matched policy id's prefix.
+    const store = new StatsStore();
+    const rbacJson = {
+      shadow_rules: { action: 'DENY', policies: { 'istio-ext-authz-ns[foo]-policy[ext]-rule[0]': { permissions: [{ url_path: { path: { exact: '/headers' } } }], principals: [{ any: true }] } } },
+      shadow_rules_stat_prefix: 'istio_ext_authz_',
+    };
+    const r = decodeProtoJson<object>(typeForUrl(RBAC_FILTER_TYPE), rbacJson);
+    assert.ok(r.value, JSON.stringify(r.diagnostics));
+    const rbac = createRbacFilter('envoy.filters.http.rbac', packAny(RBAC_FILTER_TYPE, r.value) as Any__Output, { statPrefix: 'in', store, log: noLog, random: () => 0 });
+    const checks: unknown[] = [];
+    const { f, stat } = build({
+      ...target,
+      filter_enabled_metadata: { filter: 'envoy.filters.http.rbac', path: [{ key: 'istio_ext_authz_shadow_effective_policy_id' }], value: { string_match: { prefix: 'istio-ext-authz' } } },
+    }, (req) => {
+      checks.push(req);
+      return ok();
+    });
+    const matched = fakeRequest([], '/headers?x=1');
+    assert.equal(rbac.decodeHeaders(matched.req), true, 'shadow rules never enforce');
+    assert.deepEqual(matched.req.dynamicMetadata.get('envoy.filters.http.rbac'), {
+      'istio_ext_authz_shadow_effective_policy_id': 'istio-ext-authz-ns[foo]-policy[ext]-rule[0]',
+      'istio_ext_authz_shadow_engine_result': 'denied',
+    });
+    assert.equal(f.decodeHeaders(matched.req), false, 'waits for the check');
+    assert.equal((await matched.outcome).kind, 'continue');
+    assert.equal(checks.length, 1);
+    const other = fakeRequest([], '/ip');
+    assert.equal(rbac.decodeHeaders(other.req), true);
+    assert.deepEqual(other.req.dynamicMetadata.get('envoy.filters.http.rbac'), { 'istio_ext_authz_shadow_engine_result': 'allowed' });
+    assert.equal(f.decodeHeaders(other.req), true, 'not checked: continues at once');
+    assert.equal(checks.length, 1);
+    assert.equal(stat('disabled'), 1);
+    assert.equal(stat('ok'), 1);
+    assert.equal(store.counter('http.in.rbac.istio_ext_authz_shadow_denied').value, 1);
+    assert.equal(store.counter('http.in.rbac.istio_ext_authz_shadow_allowed').value, 1);
+    // Another filter's policy id (a dry-run policy, another prefix) does not enable it.
+    const dry = fakeRequest([], '/headers');
+    dry.req.dynamicMetadata.set('envoy.filters.http.rbac', { istio_ext_authz_shadow_effective_policy_id: 'ns[foo]-policy[x]-rule[0]' });
+    assert.equal(f.decodeHeaders(dry.req), true);
+    assert.equal(checks.length, 1);
+    // A bad matcher is a config error naming the field.
+    assert.throws(() => compileExtAuthz(decode({ ...target, filter_enabled_metadata: { filter: 'f', path: [{ key: 'k' }], value: { string_match: { safe_regex: { regex: '(' } } } } })), (e: unknown) => e instanceof ConfigError && e.diagnostics.some((d) => d.path.startsWith('filter_enabled_metadata.value.string_match')));
+  });
+
   it('refuses what it does not implement', () => {
     assert.throws(
       () => compileExtAuthz(decode({ http_service: { server_uri: { uri: 'http://a', cluster: 'a', timeout: '1s' } } })),
@@ -155,6 +204,33 @@ describe('ext_authz filter', () => {
   describe('over gRPC (google_grpc target_uri)', () => {
     const server = new grpc.Server();
     after(() => server.forceShutdown());
+
+    it('envoy_grpc with an Istio cluster name (outbound|PORT||HOST, no valid :authority): the call still goes through', async () => {
+      const grpcServer = new grpc.Server();
+      let calls = 0;
+      grpcServer.addService(authorizationClientClass().service, {
+        Check(_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) {
+          calls++;
+          cb(null, { status: { code: 0 } });
+        },
+      });
+      const port = await new Promise<number>((res, rej) => grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+      try {
+        const store = new StatsStore();
+        const cluster = 'outbound|9000||ext-authz.foo.svc.cluster.local';
+        const clusters = { get: (n: string) => (n === cluster ? { chooseHost: () => ({ address: '127.0.0.1', port }) } : undefined) };
+        const f = new ExtAuthzFilter('authz', compileExtAuthz(decode({ grpc_service: { envoy_grpc: { cluster_name: cluster }, timeout: '2s' } })), {
+          statPrefix: 'in', store, log: noLog, random: () => 0, clusters: clusters as never,
+        });
+        const r = fakeRequest();
+        f.decodeHeaders(r.req);
+        assert.equal((await r.outcome).kind, 'continue');
+        assert.equal(store.counter('http.in.ext_authz.ok').value, 1);
+        assert.equal(calls, 1);
+      } finally {
+        grpcServer.forceShutdown();
+      }
+    });
 
     it('an authorizer slower than grpc_service.timeout is an error (status_on_error)', async () => {
       server.addService(authorizationClientClass().service, { Check() {} /* never answers */ });

@@ -1,8 +1,13 @@
 /**
  * envoy.filters.http.ext_authz (extensions.filters.http.ext_authz.v3.ExtAuthz) with a gRPC authorization service:
- * every request (unless the route's ExtAuthzPerRoute disables it, or `filter_enabled` samples it out) is sent as an
+ * every request (unless the route's ExtAuthzPerRoute disables it, `filter_enabled` samples it out, or
+ * `filter_enabled_metadata` does not match the request's dynamic metadata — Istio's CUSTOM action enables the
+ * filter only for requests whose shadow RBAC policy id, `envoy.filters.http.rbac` /
+ * `istio_ext_authz_shadow_effective_policy_id`, starts with `istio-ext-authz`) is sent as an
  * envoy.service.auth.v3 CheckRequest to `Authorization/Check` — on a host of the `envoy_grpc` cluster picked by the
- * cluster's load balancer (plaintext HTTP/2), or to `google_grpc.target_uri` — and the chain waits for the answer:
+ * cluster's load balancer (plaintext HTTP/2; `:authority` is `envoy_grpc.authority`, else the cluster name as in
+ * Envoy — unless the name is no valid authority, as Istio's `outbound|PORT||HOST`, then the host's address), or to
+ * `google_grpc.target_uri` — and the chain waits for the answer:
  * - OK (CheckResponse.status.code 0): `ok_response.headers` are set on (or, with `append` / an appending
  *   `append_action`, added to) the upstream request, `headers_to_remove` removed; `clear_route_cache` re-matches
  *   the route. Counted in `ok`.
@@ -17,8 +22,10 @@
  * route's `check_settings`, and with `include_tls_session` the SNI.
  * Stats `http.<stat_prefix>.ext_authz.ok|denied|error|failure_mode_allowed|disabled`, and as in Envoy
  * `cluster.<route's cluster>.ext_authz.*` for routes with one cluster.
+ * A request the filter skips (per-route `disabled`, `filter_enabled`, `filter_enabled_metadata`) counts in
+ * `disabled` and continues, as Envoy does.
  * Not implemented (refused): `http_service`, `with_request_body`, `allowed_headers`/`disallowed_headers`,
- * `filter_enabled_metadata`, `deny_at_disable`.
+ * `deny_at_disable`.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -35,9 +42,13 @@ import type { Counter, StatsStore } from '../../stats/store.ts';
 import { durationMs } from '../../duration.ts';
 import { getHeader, hasHeader, removeHeader, setHeader } from '../headers.ts';
 import { fractionOf } from '../route/route-action.ts';
+import { compileMetadataMatcher, matchMetadata, type CompiledMetadataMatcher } from '../../rbac/engine.ts';
 import type { FilterFactoryContext, FilterRequest, HttpFilter } from './types.ts';
 
 export const EXT_AUTHZ_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+
+/** RFC 3986 authority characters (what nghttp2 accepts in :authority). */
+const VALID_AUTHORITY = /^[A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]+$/;
 
 /** Headers an authorization service may not change on the request (Envoy refuses pseudo-headers and Host). */
 const PROTECTED = new Set(['host', ':authority', ':path', ':method', ':scheme']);
@@ -84,6 +95,8 @@ export interface CompiledExtAuthz {
   includeTlsSession: boolean;
   /** filter_enabled fraction in [0, 1]. */
   enabled: number;
+  /** filter_enabled_metadata: the filter runs only for requests whose dynamic metadata matches. */
+  enabledMetadata: CompiledMetadataMatcher | undefined;
 }
 
 /**
@@ -109,7 +122,7 @@ export function compileExtAuthz(cfg: ExtAuthz__Output): CompiledExtAuthz {
   if (cfg.with_request_body !== null) unsupported('with_request_body');
   if (cfg.allowed_headers !== null) unsupported('allowed_headers');
   if (cfg.disallowed_headers !== null) unsupported('disallowed_headers');
-  if (cfg.filter_enabled_metadata !== null) unsupported('filter_enabled_metadata');
+  const enabledMetadata = cfg.filter_enabled_metadata !== null ? compileMetadataMatcher(cfg.filter_enabled_metadata, 'filter_enabled_metadata', { diagnostics: diags }) : undefined;
   if (cfg.deny_at_disable !== null) unsupported('deny_at_disable');
   if (diags.length > 0) throw new ConfigError(diags, 'ExtAuthz');
   return {
@@ -122,6 +135,7 @@ export function compileExtAuthz(cfg: ExtAuthz__Output): CompiledExtAuthz {
     clearRouteCache: cfg.clear_route_cache,
     includeTlsSession: cfg.include_tls_session,
     enabled: cfg.filter_enabled === null ? 1 : fractionOf(cfg.filter_enabled.default_value),
+    enabledMetadata,
   };
 }
 
@@ -206,7 +220,10 @@ export class ExtAuthzFilter implements HttpFilter {
         return;
       }
       target = host.address.includes(':') ? `ipv6:[${host.address}]:${host.port}` : `${host.address}:${host.port}`;
-      authority = t.authority !== '' ? t.authority : t.cluster;
+      // Envoy's default :authority is the cluster name. Istio's cluster names (`outbound|9000||host`) hold `|`,
+      // which HTTP/2 servers that check :authority (nghttp2, so Node's and grpc-js's) refuse with a
+      // PROTOCOL_ERROR reset: such a name gives way to the channel's default, the host's address.
+      authority = t.authority !== '' ? t.authority : VALID_AUTHORITY.test(t.cluster) ? t.cluster : '';
     }
     const client = this.clientFor(target, authority) as grpc.Client & {
       Check(r: CheckRequest, m: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: CheckResponse__Output) => void): void;
@@ -252,7 +269,10 @@ export class ExtAuthzFilter implements HttpFilter {
       this.count(req, 'disabled');
       return true;
     }
-    if (this.config.enabled < 1 && !(this.ctx.random() < this.config.enabled)) {
+    // Envoy's filterEnabled: the runtime fraction and the metadata matcher (the metadata as the filters before
+    // this one left it: Istio's shadow RBAC writes the CUSTOM policy that matched).
+    if ((this.config.enabled < 1 && !(this.ctx.random() < this.config.enabled))
+      || (this.config.enabledMetadata !== undefined && !matchMetadata(this.config.enabledMetadata, req.dynamicMetadata))) {
       this.count(req, 'disabled');
       return true;
     }

@@ -5,6 +5,8 @@
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream } from '../stream.ts';
 import { fromH2Object, fromH2Raw, stripForH2, toH2Headers } from './convert.ts';
 
@@ -196,7 +198,15 @@ export class H2ServerCodec {
 
   /** Starts HTTP/2 on an accepted (possibly TLS) socket. `head` holds bytes already read from it. */
   accept(socket: Socket, conn: DownstreamConnectionInfo, head: Buffer): void {
-    if (head.length > 0) socket.unshift(head);
+    // Bytes already read to pick the codec (the preface, when no ALPN said h2) go back in front of the stream.
+    // node:http2 reads a TLS socket through its native handle, past anything unshifted in JS, so a TLS socket
+    // with such bytes (mesh mTLS offers ALPN `istio`, not h2; a CONNECT tunnel carries h2c inside TLS) is handed
+    // over through a JS stream that replays them first.
+    let carrier: Socket | Duplex = socket;
+    if (head.length > 0) {
+      if (socket instanceof TLSSocket) carrier = replayingStream(socket, head);
+      else socket.unshift(head);
+    }
     this.server.once('session', (session: SessionWithConn) => {
       session[kConn] = conn;
       // Listener sockets allow half-open (tcp_proxy needs it), but an HTTP codec has no use for it: Envoy
@@ -207,7 +217,7 @@ export class H2ServerCodec {
       });
       this.opts.onSession(session, conn);
     });
-    this.server.emit('connection', socket);
+    this.server.emit('connection', carrier);
   }
 
   private onStream(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw: string[]): void {
@@ -272,4 +282,33 @@ export class H2ServerCodec {
   destroyAll(): void {
     for (const s of this.sessions) s.destroy();
   }
+}
+
+/** A Duplex over `socket` that yields `head` before the socket's own bytes (see H2ServerCodec.accept). */
+function replayingStream(socket: Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(head);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('error', (err) => d.destroy(err));
+  socket.on('close', () => d.destroy());
+  socket.resume();
+  return d;
 }

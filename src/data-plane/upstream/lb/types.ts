@@ -1,6 +1,7 @@
 /**
  * Shared types of the upstream load balancers (see load-balancer.ts for the entry point).
  */
+import type { UpstreamTransport } from '../transport-socket.ts';
 
 /** Health of one endpoint as the load balancer sees it. */
 export type HostHealth = 'healthy' | 'degraded' | 'unhealthy';
@@ -32,6 +33,11 @@ export interface UpstreamHost {
   /** Ejected by outlier detection (upstream/outlier.ts): picked only in panic, like an unhealthy host. */
   outlierEjected?: boolean;
   metadata?: unknown;
+  /**
+   * The cluster's transport socket for this host (its own `transport_socket`, or the `transport_socket_matches`
+   * entry its metadata matched), set by the cluster when the host joins or its metadata changes.
+   */
+  transport?: UpstreamTransport;
 }
 
 /** What a load balancer may know about the request it picks a host for. */
