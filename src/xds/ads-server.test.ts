@@ -283,6 +283,36 @@ async function waitForAck(server: AdsServer, typeUrl: string): Promise<void> {
 }
 
 describe('ADS server, delta', () => {
+  it('sends streams that get the same changes in one push one shared encoding, with a nonce each can ACK', async (t) => {
+    const { cache, server, client } = await setup(t);
+    const s1 = snap();
+    const ids = ['node-1', 'node-2', 'node-3'];
+    for (const id of ids) cache.setSnapshot(id, s1);
+    const streams = ids.map((id) => {
+      const stream = client.delta();
+      stream.send({ node: { ...NODE, id }, type_url: CDS, resource_names_subscribe: ['*'] });
+      return stream;
+    });
+    const first = await Promise.all(streams.map((s) => s.next()));
+    first.forEach((r, i) => streams[i]!.send({ type_url: CDS, response_nonce: r.nonce }));
+    await waitUntil(() => ids.every((id) => Object.keys(server.status(id)[0]?.types[0]?.acked ?? {}).length === 2));
+    const s2 = snap((r) => r.clusters.push(edsCluster('c')) && r.endpoints.push(loadAssignment('c', [{ port: 1003 }])));
+    for (const id of ids) cache.setSnapshot(id, s2);
+    const second = await Promise.all(streams.map((s) => s.next()));
+    for (const r of second) {
+      assert.deepEqual(r.resources.map((x) => x.name), ['c'], 'only the new cluster');
+      assert.equal(r.system_version_info, s2.version(CDS));
+    }
+    assert.equal(second[1]!.nonce, second[2]!.nonce);
+    second.forEach((r, i) => assert.notEqual(r.nonce, first[i]!.nonce));
+    second.forEach((r, i) => streams[i]!.send({ type_url: CDS, response_nonce: r.nonce }));
+    await waitUntil(() => ids.every((id) => 'c' in (server.status(id)[0]?.types[0]?.acked ?? {})), { what: 'every stream ACKed the shared response' });
+    // The same version again is settled: nothing is compared or sent (the next response is for another type).
+    for (const id of ids) cache.setSnapshot(id, snap((r) => r.clusters.push(edsCluster('c')) && r.endpoints.push(loadAssignment('c', [{ port: 1003 }]))));
+    streams[0]!.send({ type_url: LDS, resource_names_subscribe: ['*'] });
+    assert.equal((await streams[0]!.next()).type_url, LDS);
+  });
+
   it('serves wildcard CDS with per-resource versions, removes what is gone, answers missing names with removed_resources, and honours unsubscribe', async (t) => {
     const { cache, server, client } = await setup(t);
     const s1 = snap();

@@ -107,6 +107,9 @@ export function loadAdsServiceDefinition(): grpc.ServiceDefinition {
   return adsService;
 }
 
+/** A delta response naming more resources than this is not shared (its key would cost more than it saves). */
+const SHARED_DELTA_MAX_NAMES = 64;
+
 /** Caps the delta in-flight map of a client that never ACKs (it can only ever ACK the newest nonces). */
 const MAX_IN_FLIGHT = 32;
 
@@ -274,6 +277,32 @@ class SharedResponses {
     return shared;
   }
 
+  #deltaSeen = new Map<TypeSnapshot, Set<string>>();
+  #deltaResponses = new Map<TypeSnapshot, Map<string, { nonce: string; bytes: Buffer }>>();
+
+  /**
+   * The shared DeltaDiscoveryResponse for streams that get the same changes (`key`: the updated and removed
+   * names) of the same TypeSnapshot in one tick, or undefined the first time it is asked for. Same rules as
+   * {@link get}: the nonce is process-unique, and only a response asked for twice is held.
+   */
+  getDelta(all: TypeSnapshot, key: string, encode: (nonce: string) => Buffer): { nonce: string; bytes: Buffer } | undefined {
+    const hit = this.#deltaResponses.get(all)?.get(key);
+    if (hit !== undefined) return hit;
+    this.#scheduleClear();
+    let seen = this.#deltaSeen.get(all);
+    if (seen === undefined) this.#deltaSeen.set(all, (seen = new Set()));
+    if (!seen.has(key)) {
+      seen.add(key);
+      return undefined;
+    }
+    const nonce = `0-${++this.#seq}`;
+    const shared = { nonce, bytes: encode(nonce) };
+    let byKey = this.#deltaResponses.get(all);
+    if (byKey === undefined) this.#deltaResponses.set(all, (byKey = new Map()));
+    byKey.set(key, shared);
+    return shared;
+  }
+
   #scheduleClear(): void {
     if (this.#clearScheduled) return;
     this.#clearScheduled = true;
@@ -281,6 +310,8 @@ class SharedResponses {
       this.#clearScheduled = false;
       this.#seen.clear();
       this.#responses.clear();
+      this.#deltaSeen.clear();
+      this.#deltaResponses.clear();
     });
   }
 }
@@ -665,6 +696,11 @@ interface DeltaTypeState {
   sentNonce: string | undefined;
   acked: Map<string, string>;
   lastNack: NackInfo | undefined;
+  /**
+   * Type version whose every resource the client was found to hold (or was sent), with no subscription change
+   * since: a push of the same version has nothing to compare (thousands of names per type at 1,000 services).
+   */
+  settledVersion: string | undefined;
 }
 
 /** Incremental xDS: responses carry only what changed for the client, and removals by name. */
@@ -699,6 +735,7 @@ class DeltaStream extends AdsStream {
         sentNonce: undefined,
         acked: new Map(),
         lastNack: undefined,
+        settledVersion: undefined,
       };
       this.#types.set(typeUrl, st);
     } else if (req.response_nonce !== '') {
@@ -720,6 +757,7 @@ class DeltaStream extends AdsStream {
     }
     // The client forgets what it unsubscribed from; anything outside the subscription is not held any more.
     if (!st.wildcard) for (const name of st.client.keys()) if (!st.names.has(name)) st.client.delete(name);
+    if (subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) st.settledVersion = undefined;
   }
 
   #ackOrNack(st: DeltaTypeState, req: DeltaDiscoveryRequest__Output): void {
@@ -751,6 +789,8 @@ class DeltaStream extends AdsStream {
 
   protected push(typeUrl: string, snapshot: Snapshot): void {
     const st = this.#types.get(typeUrl)!;
+    const version = snapshot.version(typeUrl);
+    if (st.settledVersion === version && st.unanswered.size === 0) return;
     const all = snapshot.ofType(typeUrl).resources;
     const scope = st.wildcard ? new Set([...all.keys(), ...st.names]) : st.names;
     const updated: SnapshotResource[] = [];
@@ -764,6 +804,7 @@ class DeltaStream extends AdsStream {
     // server answers a subscription to a resource that does not exist with its name in removed_resources.
     for (const name of st.unanswered) if (!all.has(name)) removed.add(name);
     st.unanswered.clear();
+    st.settledVersion = version;
     if (updated.length === 0 && removed.size === 0) return;
     updated.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const changes = new Map<string, string | null>();
@@ -775,19 +816,26 @@ class DeltaStream extends AdsStream {
       st.client.delete(name);
       changes.set(name, null);
     }
-    const nonce = this.nextNonce();
-    const version = snapshot.version(typeUrl);
-    st.inFlight.set(nonce, changes);
-    if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);
-    st.sentVersion = version;
-    st.sentNonce = nonce;
-    const response = encodeDeltaDiscoveryResponse({
+    const removedNames = [...removed].sort();
+    const encode = (nonce: string): Buffer => encodeDeltaDiscoveryResponse({
       system_version_info: version,
       type_url: typeUrl,
       nonce,
       resources: updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
-      removed_resources: [...removed].sort(),
+      removed_resources: removedNames,
     });
+    // Streams of one proxy class usually get the very same changes: share one encoding (see SharedResponses),
+    // unless this stream already sent it (nonces stay unique per stream).
+    const key = updated.length + removedNames.length <= SHARED_DELTA_MAX_NAMES
+      ? `${updated.map((r) => r.name).join('\n')}\n-\n${removedNames.join('\n')}`
+      : undefined;
+    const shared = key !== undefined ? this.ctx.shared.getDelta(snapshot.ofType(typeUrl), key, encode) : undefined;
+    const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
+    st.inFlight.set(nonce, changes);
+    if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);
+    st.sentVersion = version;
+    st.sentNonce = nonce;
+    const response = nonce === shared?.nonce ? shared.bytes : encode(nonce);
     this.count(typeUrl, 'pushes');
     this.log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: updated.length, removed: removed.size }, 'xDS push');
     this.send(response);
