@@ -9,6 +9,7 @@ import type { ConfigModel } from '../control-plane/config/model.ts';
 import { parseProxyInfo, type ProxyInfo } from '../control-plane/registry/proxy-info.ts';
 import { buildRegistry } from '../control-plane/registry/registry.ts';
 import { createPushContext, type PushContext } from '../control-plane/translate/push-context.ts';
+import { JwksResolver } from '../control-plane/jwks/resolver.ts';
 import { buildProxyConfig } from '../control-plane/translate/build.ts';
 import { AdsServer } from '../xds/ads-server.ts';
 import { SnapshotCache, type NodeInfo } from '../xds/snapshot-cache.ts';
@@ -99,7 +100,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     if (model === undefined) return;
     const started = performance.now();
     const registry = buildRegistry(model, [...proxies.values()]);
-    const push = createPushContext(model, registry, last?.push);
+    const push = createPushContext(model, registry, last?.push, { jwks: jwks.snapshot() });
     last = { model, push };
     reportPush([...registry.diagnostics, ...push.diagnostics]);
     let published = 0;
@@ -118,6 +119,8 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
     flush: () => pushAll(),
     onError: (err) => log.error({ err }, 'push failed'),
   });
+  // RequestAuthentication jwksUri key sets, fetched here as istiod does and inlined by translation.
+  const jwks = new JwksResolver({ log: log.child({ component: 'jwks' }), onChange: () => debouncer.push({ config: true, nodes: new Set() }) });
 
   const addProxy = (node: NodeInfo): ProxyInfo => {
     const { proxy, problems } = parseProxyInfo({ id: node.id, metadata: node.metadata });
@@ -154,7 +157,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
       const proxy = proxies.get(node.id) ?? addProxy(node);
       if (model === undefined) return undefined;
       if (last === undefined || last.model !== model) {
-        last = { model, push: createPushContext(model, buildRegistry(model, [...proxies.values()]), last?.push) };
+        last = { model, push: createPushContext(model, buildRegistry(model, [...proxies.values()]), last?.push, { jwks: jwks.snapshot() }) };
       }
       return snapshotOf(proxy, last.push);
     },
@@ -177,6 +180,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   const watcher = new ConfigWatcher({ paths: [o.configDir] });
   watcher.on('model', (m, warnings) => {
     model = m;
+    jwks.update(m.requestAuthentications.flatMap((ra) => (ra.spec.jwtRules ?? []).flatMap((r) => (r.jwksUri !== undefined && r.jwks === undefined ? [r.jwksUri] : []))));
     reportConfig(warnings);
     log.info({ dir: o.configDir }, 'config loaded');
     debouncer.push({ config: true, nodes: new Set() });
@@ -216,6 +220,7 @@ export async function runControlPlane(o: ControlPlaneCliOptions): Promise<number
   });
   log.info({}, 'shutting down');
   debouncer.cancel();
+  jwks.close();
   watcher.close();
   await server.close();
   await new Promise<void>((resolve) => {

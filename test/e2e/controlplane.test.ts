@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { generateKeyPairSync, sign } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
@@ -147,7 +149,7 @@ describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {
     assert.deepEqual(await tally(3), { v2: 3 });
   });
 
-  it('security: AuthorizationPolicy and RequestAuthentication are enforced on the service sidecars\' inbound side', async () => {
+  it('security: AuthorizationPolicy and RequestAuthentication are enforced on the service sidecars\' inbound side', async (t) => {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const jwks = JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig' }] });
     const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -155,6 +157,14 @@ describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {
       const signed = `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64({ iss: 'https://issuer.test', sub, exp: Math.floor(Date.now() / 1000) + 600 })}`;
       return `${signed}.${sign('sha256', Buffer.from(signed), privateKey).toString('base64url')}`;
     };
+    // The issuer's key set is served outside the mesh: the control plane fetches it (as istiod does) and inlines it.
+    const issuer = createHttpServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(jwks));
+    await new Promise<void>((r) => issuer.listen(0, '127.0.0.1', r));
+    const jwksUri = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}/jwks.json`;
+    t.after(() => {
+      issuer.closeAllConnections();
+      issuer.close();
+    });
     await writeFile(join(dir, 'hello-vs.yaml'), virtualService(0, 100));
     await writeFile(join(dir, 'security.yaml'), `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -174,14 +184,14 @@ spec:
   selector: { matchLabels: { app: hello } }
   jwtRules:
   - issuer: https://issuer.test
-    jwks: '${jwks}'
+    jwksUri: ${jwksUri}
 `);
     const get = (path: string, headers: string[] = []) => curl(['-s', '-x', `http://127.0.0.1:${outbound}`, ...headers.flatMap((h) => ['-H', h]), `http://hello${path}`]);
     await waitUntil(async () => ((await get('/admin/x')).status === 403 ? true : undefined), { what: `/admin denied; control plane log:\n${cpOut.slice(-2000)}`, timeoutMs: 15_000 });
     assert.equal((await get('/t')).status, 200);
     assert.equal((await get('/secure')).status, 403, 'no token: no request principal');
     assert.equal((await get('/secure', [`authorization: Bearer ${token('bob')}`])).status, 403, 'a valid token of another principal');
-    assert.equal((await get('/secure', [`authorization: Bearer ${token('alice')}`])).status, 200);
+    await waitUntil(async () => ((await get('/secure', [`authorization: Bearer ${token('alice')}`])).status === 200 ? true : undefined), { what: 'the fetched key set verifying alice\'s token', timeoutMs: 15_000 });
     assert.equal((await get('/t', [`authorization: Bearer ${token('alice')}x`])).status, 401, 'a bad token is rejected');
     await unlink(join(dir, 'security.yaml'));
     await waitUntil(async () => ((await get('/admin/x')).status === 200 ? true : undefined), { what: 'policies removed', timeoutMs: 15_000 });

@@ -48,9 +48,13 @@ export class PushContext {
    *   reused, since the registry's services, ports and hosts come from the model alone (registry.ts) and only
    *   endpoints differ. When only VirtualServices differ and the registry is equal, its clusters and endpoints are.
    */
-  constructor(model: ConfigModel, registry: Registry, previous?: PushContext) {
+  /** Key sets the control plane fetched, by RequestAuthentication jwksUri (control-plane/jwks/resolver.ts). */
+  readonly jwks: ReadonlyMap<string, string>;
+
+  constructor(model: ConfigModel, registry: Registry, previous?: PushContext, inputs: PushInputs = {}) {
     this.model = model;
     this.registry = registry;
+    this.jwks = inputs.jwks ?? new Map();
     // Routes and listeners read no endpoint and no WorkloadEntry: after a change of endpoints only (a proxy came
     // or went, a WorkloadEntry was added or edited) they are still right.
     this.#byClassEndpointFree = previous !== undefined && (previous.model === model || sameModelExcept(previous.model, model, ENDPOINT_KINDS)) && sameServices(previous.registry, registry)
@@ -278,6 +282,12 @@ function isExportedTo(s: RegistryService, namespace: string): boolean {
 }
 
 /** Builds the indexes of one push. */
-export function createPushContext(model: ConfigModel, registry: Registry, previous?: PushContext): PushContext {
-  return new PushContext(model, registry, previous);
+/** What a push reads besides config and registry: results of the control plane's own I/O. */
+export interface PushInputs {
+  /** jwksUri → the key set (JSON text) the control plane fetched. */
+  jwks?: ReadonlyMap<string, string>;
+}
+
+export function createPushContext(model: ConfigModel, registry: Registry, previous?: PushContext, inputs?: PushInputs): PushContext {
+  return new PushContext(model, registry, previous, inputs);
 }

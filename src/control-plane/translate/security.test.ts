@@ -289,3 +289,29 @@ describe('AuthorizationPolicy CUSTOM → shadow RBAC + ext_authz (meshConfig.ext
     assert.deepEqual(r.diagnostics.map((d) => [d[0], d[3]]), [['warning', 'metadata.annotations']]);
   });
 });
+
+describe('RequestAuthentication jwksUri: key sets the control plane fetched are inlined', () => {
+  const SVC = 'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: foo}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}]}';
+  const RA = 'apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: foo}\nspec: {selector: {matchLabels: {app: web}}, jwtRules: [{issuer: "https://issuer.example", jwksUri: "https://issuer.example/jwks.json"}]}';
+  const web = parseProxyInfo({ id: 'sidecar~10.0.0.5~web-1.foo~foo.svc.cluster.local', metadata: { NAMESPACE: 'foo', LABELS: { app: 'web' }, INSTANCE_IPS: '10.0.0.5', INTERCEPTION_MODE: 'NONE', SLOOP_ENDPOINT_PORTS: { 80: 18080 } } }).proxy;
+  type Filter = { name: string; typed_config: { type_url: string; value: Buffer } };
+  const provider = (jwks?: ReadonlyMap<string, string>) => {
+    const m = model(SVC, RA);
+    const built = buildProxyConfig(createPushContext(m, buildRegistry(m, [web]), undefined, jwks ? { jwks } : {}), web);
+    const hcm = built.resources.listeners.find((l) => l.name === 'inbound_10.0.0.5_18080')!.filter_chains![0].filters![0] as unknown as Filter;
+    const jwt = unpackAny<{ http_filters: Filter[] }>(hcm.typed_config).http_filters.find((f) => f.name === 'envoy.filters.http.jwt_authn')!;
+    const cfg = unpackAny<{ providers: Record<string, { local_jwks: { inline_string: string } | null; remote_jwks: unknown }> }>(jwt.typed_config);
+    return { p: Object.values(cfg.providers)[0]!, messages: built.diagnostics.map((d) => d.message) };
+  };
+
+  it('inline when fetched; an empty key set (401 for every token) and a warning until then', () => {
+    const keys = '{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b","kid":"k1"}]}';
+    const fetched = provider(new Map([['https://issuer.example/jwks.json', keys]]));
+    assert.equal(fetched.p.local_jwks?.inline_string, keys);
+    assert.equal(fetched.p.remote_jwks ?? null, null);
+    assert.deepEqual(fetched.messages, []);
+    const notYet = provider();
+    assert.equal(notYet.p.local_jwks?.inline_string, '{"keys":[]}');
+    assert.match(notYet.messages.join('\n'), /has not fetched the keys from jwksUri/);
+  });
+});

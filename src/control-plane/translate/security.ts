@@ -228,8 +228,12 @@ export function jwtAuthnFilter(push: PushContext, proxy: ProxyInfo, diagnostics:
       if (rule.fromCookies?.length) p.from_cookies = rule.fromCookies;
       if (rule.outputClaimToHeaders?.length) p.claim_to_headers = rule.outputClaimToHeaders.map((c) => ({ header_name: c.header, claim_name: c.claim }));
       const path = `spec.jwtRules[${i}]`;
+      const fetched = rule.jwksUri !== undefined ? push.jwks.get(rule.jwksUri) : undefined;
       if (rule.jwks !== undefined) {
         p.local_jwks = { inline_string: rule.jwks };
+      } else if (fetched !== undefined) {
+        // As istiod by default: the control plane fetched the keys from jwksUri; the proxy needs no route there.
+        p.local_jwks = { inline_string: fetched };
       } else {
         const remote = rule.jwksUri !== undefined ? jwksCluster(push, rule.jwksUri) : undefined;
         if (remote !== undefined) {
@@ -238,11 +242,11 @@ export function jwtAuthnFilter(push: PushContext, proxy: ProxyInfo, diagnostics:
             cache_duration: durationMs(JWKS_CACHE_MS),
           };
         } else {
-          // Istio's control plane fetches the keys itself; Sloop's translation is pure and fetches nothing, so a
-          // key set it cannot reach through a mesh cluster verifies no token (fail closed: tokens get 401).
+          // Not fetched (yet) by the control plane and not reachable through a mesh cluster: a key set that
+          // verifies no token (fail closed: tokens get 401) until the fetch succeeds and the next push inlines it.
           p.local_jwks = { inline_string: '{"keys":[]}' };
           diagnostics.push(diag(ra, rule.jwksUri !== undefined ? `${path}.jwksUri` : `${path}.issuer`, rule.jwksUri !== undefined
-            ? `jwksUri host is not a service of the mesh (a Service or ServiceEntry with that port), so the proxy cannot fetch the keys; tokens of issuer "${rule.issuer}" will be rejected. Add a ServiceEntry for the host or inline the keys with \`jwks\``
+            ? `the control plane has not fetched the keys from jwksUri (yet, or it failed: see its log) and its host is not a service of the mesh, so tokens of issuer "${rule.issuer}" are rejected until it does. A ServiceEntry for the host lets the proxies fetch them, or inline the keys with \`jwks\``
             : `no jwksUri or jwks: Sloop does not discover keys from the issuer (OpenID discovery); tokens of issuer "${rule.issuer}" will be rejected. Set \`jwks\` or \`jwksUri\``));
         }
       }
