@@ -6,7 +6,7 @@ import { ProxyServer } from '../data-plane/server.ts';
 import { ConfigError, SloopError, formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { createLogger, type LogLevel } from '../shared/log.ts';
 import { SecretManager } from '../data-plane/tls/secrets.ts';
-import { WorkloadAgent } from '../data-plane/agent/agent.ts';
+import type { WorkloadAgent } from '../data-plane/agent/agent.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../control-plane/ca/spiffe.ts';
 import type { Bootstrap__Output } from '../xds/gen/envoy/config/bootstrap/v3/Bootstrap.ts';
 
@@ -37,7 +37,7 @@ function nodeMetadata(b: Bootstrap__Output, key: string): string | undefined {
 }
 
 /** The workload agent from flags and node metadata; throws SloopError on a missing identity or token file. */
-function createAgent(o: ProxyCliOptions, bootstrap: Bootstrap__Output, secrets: SecretManager, log: ReturnType<typeof createLogger>): WorkloadAgent {
+function createAgent(o: ProxyCliOptions, bootstrap: Bootstrap__Output, secrets: SecretManager, log: ReturnType<typeof createLogger>, Agent: typeof WorkloadAgent): WorkloadAgent {
   const namespace = o.namespace ?? nodeMetadata(bootstrap, 'NAMESPACE');
   const serviceAccount = o.serviceAccount ?? nodeMetadata(bootstrap, 'SERVICE_ACCOUNT');
   if (!namespace || !serviceAccount) {
@@ -51,7 +51,7 @@ function createAgent(o: ProxyCliOptions, bootstrap: Bootstrap__Output, secrets: 
   } catch (err) {
     throw new SloopError('SLOOP_ERR_CLI_USAGE', `cannot read --token-file ${tokenFile}: ${(err as Error).message}`, { cause: err });
   }
-  return new WorkloadAgent({
+  return new Agent({
     caAddress: o.caAddress!,
     token: readToken,
     trustDomain: o.trustDomain ?? nodeMetadata(bootstrap, 'TRUST_DOMAIN') ?? DEFAULT_TRUST_DOMAIN,
@@ -73,7 +73,8 @@ export async function runProxy(o: ProxyCliOptions): Promise<number> {
     for (const w of warnings) process.stderr.write(`warning: ${formatDiagnostic(w)}\n`);
     const secrets = new SecretManager();
     // The agent reserves its secret names before the config is compiled, so TLS contexts using them warm.
-    if (o.caAddress !== undefined) agent = createAgent(o, bootstrap, secrets, log);
+    // Loaded only when used: a proxy without an agent never loads @peculiar/x509 and its dependencies.
+    if (o.caAddress !== undefined) agent = createAgent(o, bootstrap, secrets, log, (await import('../data-plane/agent/agent.ts')).WorkloadAgent);
     server = new ProxyServer(bootstrap, { log, configPath: o.configPath, drainTimeMs: Math.max(0, o.drainTimeS) * 1000, secrets });
   } catch (err) {
     if (err instanceof ConfigError) {
