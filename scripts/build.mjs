@@ -21,7 +21,7 @@ try {
 }
 mkdirSync(join(root, 'dist/src/xds'), { recursive: true });
 copyFileSync(join(root, 'src/xds/proto-files.json'), join(root, 'dist/src/xds/proto-files.json'));
-// The CA service's own .proto, loaded at run time beside its module (src/control-plane/ca/service.ts).
-mkdirSync(join(root, 'dist/src/control-plane/ca/proto'), { recursive: true });
-copyFileSync(join(root, 'src/control-plane/ca/proto/ca.proto'), join(root, 'dist/src/control-plane/ca/proto/ca.proto'));
+// The CA service's own .proto, loaded at run time beside its module (src/shared/identity/ca-api.ts).
+mkdirSync(join(root, 'dist/src/shared/identity/proto'), { recursive: true });
+copyFileSync(join(root, 'src/shared/identity/proto/ca.proto'), join(root, 'dist/src/shared/identity/proto/ca.proto'));
 writeFileSync(join(root, 'dist/.stamp'), new Date().toISOString() + '\n');

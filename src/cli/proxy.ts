@@ -7,7 +7,7 @@ import { ConfigError, SloopError, formatDiagnostic, type Diagnostic } from '../s
 import { createLogger, type LogLevel } from '../shared/log.ts';
 import { SecretManager } from '../data-plane/tls/secrets.ts';
 import type { WorkloadAgent } from '../data-plane/agent/agent.ts';
-import { DEFAULT_TRUST_DOMAIN } from '../control-plane/ca/spiffe.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../shared/identity/spiffe.ts';
 import type { Bootstrap__Output } from '../xds/gen/envoy/config/bootstrap/v3/Bootstrap.ts';
 
 export interface ProxyCliOptions {

@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request, Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import '../../src/control-plane/ca/reflect-metadata.ts';
+import '../../src/shared/identity/reflect-metadata.ts';
 import * as x509 from '@peculiar/x509';
 import { startHttpUpstream, type HttpUpstream } from '../helpers/upstreams.ts';
 import { makeTestPki } from '../helpers/certs.ts';

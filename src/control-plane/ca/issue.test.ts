@@ -7,7 +7,7 @@ import { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import './reflect-metadata.ts';
+import '../../shared/identity/reflect-metadata.ts';
 import * as x509 from '@peculiar/x509';
 import { DEFAULT_BACKDATE_MS, signWorkloadCsr } from './issue.ts';
 import { createSelfSignedCa, type CryptoKey, type SigningCa } from './root.ts';

@@ -1,9 +1,9 @@
 import { createPublicKey } from 'node:crypto';
-import './reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
+import '../../shared/identity/reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
 import * as x509 from '@peculiar/x509';
 import { SloopError } from '../../shared/errors.ts';
 import { randomSerialHex, type SigningCa } from './root.ts';
-import { formatWorkloadSpiffeId, parseSpiffeId, type WorkloadIdentity } from './spiffe.ts';
+import { formatWorkloadSpiffeId, parseSpiffeId, type WorkloadIdentity } from '../../shared/identity/spiffe.ts';
 
 /** 24 h, Istio's default workload certificate TTL (`DEFAULT_WORKLOAD_CERT_TTL`). */
 export const DEFAULT_WORKLOAD_TTL_MS = 24 * 3600 * 1000;

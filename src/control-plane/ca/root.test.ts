@@ -4,7 +4,7 @@ import { X509Certificate as NodeX509Certificate, createPrivateKey, type webcrypt
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import './reflect-metadata.ts';
+import '../../shared/identity/reflect-metadata.ts';
 import * as x509 from '@peculiar/x509';
 import { signWorkloadCsr } from './issue.ts';
 import { CA_FILES, loadCa, loadCaFromDir, loadOrCreateSelfSignedCa } from './root.ts';

@@ -1,10 +1,10 @@
 import { X509Certificate as NodeX509Certificate, createPrivateKey, createPublicKey, type KeyObject, type webcrypto } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import './reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
+import '../../shared/identity/reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
 import * as x509 from '@peculiar/x509';
 import { SloopError } from '../../shared/errors.ts';
-import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from './spiffe.ts';
+import { DEFAULT_TRUST_DOMAIN, validateTrustDomain } from '../../shared/identity/spiffe.ts';
 
 // @peculiar/x509 signs and verifies through WebCrypto; Node's is the standard one.
 x509.cryptoProvider.set(globalThis.crypto);

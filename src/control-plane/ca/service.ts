@@ -12,29 +12,17 @@
  * | the CA's own certificate has expired | FAILED_PRECONDITION |
  * A validity above the maximum is clamped, not refused (Istio clamps too).
  */
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { SloopError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { signWorkloadCsr, type IssuerOptions } from './issue.ts';
 import type { SigningCa } from './root.ts';
-import { formatWorkloadSpiffeId } from './spiffe.ts';
+import { formatWorkloadSpiffeId } from '../../shared/identity/spiffe.ts';
+import { loadCaServiceDefinition, type CertificateRequestMessage, type CertificateResponseMessage } from '../../shared/identity/ca-api.ts';
 import type { TokenStore } from './tokens.ts';
 
-export const CA_SERVICE_NAME = 'istio.v1.auth.IstioCertificateService';
-export const CREATE_CERTIFICATE_METHOD = `/${CA_SERVICE_NAME}/CreateCertificate`;
-
-/** IstioCertificateRequest as proto-loader hands it over (keepCase, longs as strings). */
-export interface CertificateRequestMessage {
-  csr: string;
-  validity_duration: string | number;
-  metadata?: unknown;
-}
-
-export interface CertificateResponseMessage {
-  cert_chain: string[];
-}
+export { CA_SERVICE_NAME, CREATE_CERTIFICATE_METHOD, loadCaServiceDefinition } from '../../shared/identity/ca-api.ts';
+export type { CertificateRequestMessage, CertificateResponseMessage } from '../../shared/identity/ca-api.ts';
 
 /** Counts of requests answered, for logs and tests. */
 export interface CaServiceStats {
@@ -44,17 +32,6 @@ export interface CaServiceStats {
 
 export interface CaServiceOptions extends Partial<IssuerOptions> {
   log: Logger;
-}
-
-let definition: grpc.ServiceDefinition | undefined;
-
-/** The service definition from our ca.proto (loaded once). */
-export function loadCaServiceDefinition(): grpc.ServiceDefinition {
-  if (definition) return definition;
-  const file = fileURLToPath(new URL('./proto/ca.proto', import.meta.url));
-  const pkg = protoLoader.loadSync(file, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  definition = pkg[CA_SERVICE_NAME] as grpc.ServiceDefinition;
-  return definition;
 }
 
 /** The token of an `authorization: Bearer <token>` metadata entry, else undefined. */

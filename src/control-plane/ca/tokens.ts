@@ -14,7 +14,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SloopError } from '../../shared/errors.ts';
-import { formatWorkloadSpiffeId, DEFAULT_TRUST_DOMAIN, type WorkloadIdentity } from './spiffe.ts';
+import { formatWorkloadSpiffeId, DEFAULT_TRUST_DOMAIN, type WorkloadIdentity } from '../../shared/identity/spiffe.ts';
 
 /** File name of the token store inside the CA state directory. */
 export const TOKENS_FILE = 'tokens.json';

@@ -8,15 +8,15 @@
  *    the secrets `ROOTCA` (validation_context.trusted_ca: every root of the bundle) and `default`
  *    (tls_certificate: the chain and the key) in the proxy's SecretManager; TLS contexts that use them are
  *    rebuilt for new connections.
- * 4. Renew at half the certificate's life, with jitter (control-plane/ca/rotation.ts), with a fresh key;
+ * 4. Renew at half the certificate's life, with jitter (shared/identity/rotation.ts), with a fresh key;
  *    on failure retry with exponential backoff and full jitter, never later than the renewal deadline allows.
  */
 import { X509Certificate, createPrivateKey, type webcrypto } from 'node:crypto';
-import '../../control-plane/ca/reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
+import '../../shared/identity/reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
 import * as x509 from '@peculiar/x509';
 import type { Logger } from '../../shared/log.ts';
-import { computeRenewalTimeMs } from '../../control-plane/ca/rotation.ts';
-import { formatWorkloadSpiffeId, type WorkloadIdentity } from '../../control-plane/ca/spiffe.ts';
+import { computeRenewalTimeMs } from '../../shared/identity/rotation.ts';
+import { formatWorkloadSpiffeId, type WorkloadIdentity } from '../../shared/identity/spiffe.ts';
 import { tlsCertificateSecret, validationContextSecret, type SecretManager } from '../tls/secrets.ts';
 import { CaClient } from './ca-client.ts';
 

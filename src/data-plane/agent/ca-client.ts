@@ -3,7 +3,7 @@
  * control plane's service: it is the wire contract between the planes, like Envoy's xDS protos).
  */
 import * as grpc from '@grpc/grpc-js';
-import { CREATE_CERTIFICATE_METHOD, loadCaServiceDefinition, type CertificateRequestMessage, type CertificateResponseMessage } from '../../control-plane/ca/service.ts';
+import { CREATE_CERTIFICATE_METHOD, loadCaServiceDefinition, type CertificateRequestMessage, type CertificateResponseMessage } from '../../shared/identity/ca-api.ts';
 
 export interface CaClientOptions {
   /** `host:port` of the CA (the control plane's gRPC port). */

@@ -1,6 +1,6 @@
 // Test helper: workload keys and CSRs made with @peculiar/x509, as a sidecar would make them.
 import { type webcrypto } from 'node:crypto';
-import '../reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
+import '../../../shared/identity/reflect-metadata.ts'; // must precede @peculiar/x509: tsyringe checks for it at load time
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(globalThis.crypto);

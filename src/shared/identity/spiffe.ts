@@ -1,4 +1,4 @@
-import { SloopError } from '../../shared/errors.ts';
+import { SloopError } from '../errors.ts';
 
 /**
  * SPIFFE IDs, as the SPIFFE ID spec (spiffe/standards SPIFFE-ID.md) defines them, and the Istio/Kubernetes

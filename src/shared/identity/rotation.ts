@@ -1,4 +1,4 @@
-import { SloopError } from '../../shared/errors.ts';
+import { SloopError } from '../errors.ts';
 
 /** Fraction of a certificate's lifetime after which it is renewed (SPIFFE and Istio renew at half life). */
 export const RENEW_AT_LIFETIME_FRACTION = 0.5;
