@@ -256,49 +256,27 @@ export class AdsServer {
  * and listeners) are never held twice; entries are dropped at the end of the tick.
  */
 class SharedResponses {
-  #seen = new Set<TypeSnapshot>();
-  #responses = new Map<TypeSnapshot, { nonce: string; bytes: Buffer }>();
+  /** TypeSnapshot → response key → the shared response (null: asked for once, not encoded yet). */
+  #responses = new Map<TypeSnapshot, Map<string, { nonce: string; bytes: Buffer } | null>>();
   #seq = 0;
   #clearScheduled = false;
 
-  /** The shared response carrying every resource of `all`, or undefined the first time `all` is seen this tick. */
-  get(typeUrl: string, all: TypeSnapshot): { nonce: string; bytes: Buffer } | undefined {
-    const hit = this.#responses.get(all);
-    if (hit !== undefined) return hit;
-    this.#scheduleClear();
-    if (!this.#seen.has(all)) {
-      this.#seen.add(all);
-      return undefined;
-    }
-    const nonce = `0-${++this.#seq}`;
-    const resources = [...all.resources.values()].map((r) => r.any);
-    const shared = { nonce, bytes: encodeDiscoveryResponse({ version_info: all.version, resources, type_url: typeUrl, nonce }) };
-    this.#responses.set(all, shared);
-    return shared;
-  }
-
-  #deltaSeen = new Map<TypeSnapshot, Set<string>>();
-  #deltaResponses = new Map<TypeSnapshot, Map<string, { nonce: string; bytes: Buffer }>>();
-
   /**
-   * The shared DeltaDiscoveryResponse for streams that get the same changes (`key`: the updated and removed
-   * names) of the same TypeSnapshot in one tick, or undefined the first time it is asked for. Same rules as
-   * {@link get}: the nonce is process-unique, and only a response asked for twice is held.
+   * The shared response `key` of `all` (SotW: every resource, key `*`; delta: the updated and removed names),
+   * encoded by `encode` with a process-unique nonce, or undefined the first time it is asked for this tick.
    */
-  getDelta(all: TypeSnapshot, key: string, encode: (nonce: string) => Buffer): { nonce: string; bytes: Buffer } | undefined {
-    const hit = this.#deltaResponses.get(all)?.get(key);
-    if (hit !== undefined) return hit;
-    this.#scheduleClear();
-    let seen = this.#deltaSeen.get(all);
-    if (seen === undefined) this.#deltaSeen.set(all, (seen = new Set()));
-    if (!seen.has(key)) {
-      seen.add(key);
+  get(all: TypeSnapshot, key: string, encode: (nonce: string) => Buffer): { nonce: string; bytes: Buffer } | undefined {
+    let byKey = this.#responses.get(all);
+    if (byKey === undefined) this.#responses.set(all, (byKey = new Map()));
+    const hit = byKey.get(key);
+    if (hit === undefined) {
+      this.#scheduleClear();
+      byKey.set(key, null);
       return undefined;
     }
+    if (hit !== null) return hit;
     const nonce = `0-${++this.#seq}`;
     const shared = { nonce, bytes: encode(nonce) };
-    let byKey = this.#deltaResponses.get(all);
-    if (byKey === undefined) this.#deltaResponses.set(all, (byKey = new Map()));
     byKey.set(key, shared);
     return shared;
   }
@@ -308,10 +286,7 @@ class SharedResponses {
     this.#clearScheduled = true;
     setImmediate(() => {
       this.#clearScheduled = false;
-      this.#seen.clear();
       this.#responses.clear();
-      this.#deltaSeen.clear();
-      this.#deltaResponses.clear();
     });
   }
 }
@@ -651,7 +626,9 @@ class SotwStream extends AdsStream {
     if (!st.dirty && unchanged) return;
     // A wildcard stream's response is every resource of the type: share its encoding with the other streams
     // given the same TypeSnapshot, unless this stream already sent that very response (nonces stay unique).
-    const shared = st.wildcard ? this.ctx.shared.get(typeUrl, all) : undefined;
+    const shared = st.wildcard
+      ? this.ctx.shared.get(all, '*', (nonce) => encodeDiscoveryResponse({ version_info: all.version, resources: [...all.resources.values()].map((r) => r.any), type_url: typeUrl, nonce }))
+      : undefined;
     const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
     const response = nonce === shared?.nonce
       ? shared.bytes
@@ -829,7 +806,7 @@ class DeltaStream extends AdsStream {
     const key = updated.length + removedNames.length <= SHARED_DELTA_MAX_NAMES
       ? `${updated.map((r) => r.name).join('\n')}\n-\n${removedNames.join('\n')}`
       : undefined;
-    const shared = key !== undefined ? this.ctx.shared.getDelta(snapshot.ofType(typeUrl), key, encode) : undefined;
+    const shared = key !== undefined ? this.ctx.shared.get(snapshot.ofType(typeUrl), key, encode) : undefined;
     const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
     st.inFlight.set(nonce, changes);
     if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);
