@@ -19,6 +19,7 @@
  * Proxyless gRPC: an `api_listener` named `HOST:PORT` per service port, HCM over RDS `HOST:PORT`.
  * Pure.
  */
+import { meshConfigOf } from '../config/model.ts';
 import type { Listener } from '../../xds/gen/envoy/config/listener/v3/Listener.ts';
 import type { FilterChain } from '../../xds/gen/envoy/config/listener/v3/FilterChain.ts';
 import type { Diagnostic } from '../../shared/errors.ts';
@@ -151,10 +152,8 @@ export function buildInboundListeners(push: PushContext, proxy: ProxyInfo, diagn
           },
           http_filters: [...(jwt !== undefined ? [jwt] : []), ...httpRbac, { name: FILTER.router, typed_config: any(TYPE.router, {}) }],
           upgrade_configs: [{ upgrade_type: 'websocket' }],
-          // Istio's default meshConfig.pathNormalization BASE, on inbound where authorization reads the path.
-          normalize_path: { value: true },
-          merge_slashes: false,
-          path_with_escaped_slashes_action: 'KEEP_UNCHANGED',
+          // meshConfig.pathNormalization (default BASE), on inbound where authorization reads the path.
+          ...pathNormalizationFields(meshConfigOf(push.model).config.pathNormalization?.normalization ?? 'BASE'),
           // Istio's sidecar inbound: the app learns its caller's identity from x-forwarded-client-cert, and a
           // plaintext client's forged header is removed.
           forward_client_cert_details: 'APPEND_FORWARD',
@@ -360,4 +359,17 @@ function proxylessListeners(services: readonly RegistryService[]): Listener[] {
     }
   }
   return out;
+}
+
+/**
+ * Istio's MeshConfig.ProxyPathNormalization as the HCM's fields (docs/authz.md): NONE leaves the path alone; BASE
+ * normalizes it (RFC 3986 dot segments, backslashes, unreserved escapes); MERGE_SLASHES also merges `//`;
+ * DECODE_AND_MERGE_SLASHES also decodes escaped slashes (`%2F`, `%5C`) before forwarding.
+ */
+function pathNormalizationFields(mode: 'NONE' | 'BASE' | 'MERGE_SLASHES' | 'DECODE_AND_MERGE_SLASHES'): Record<string, unknown> {
+  return {
+    normalize_path: { value: mode !== 'NONE' },
+    merge_slashes: mode === 'MERGE_SLASHES' || mode === 'DECODE_AND_MERGE_SLASHES',
+    path_with_escaped_slashes_action: mode === 'DECODE_AND_MERGE_SLASHES' ? 'UNESCAPE_AND_FORWARD' : 'KEEP_UNCHANGED',
+  };
 }

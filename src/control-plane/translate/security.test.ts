@@ -315,3 +315,31 @@ describe('RequestAuthentication jwksUri: key sets the control plane fetched are 
     assert.match(notYet.messages.join('\n'), /has not fetched the keys from jwksUri/);
   });
 });
+
+describe('meshConfig.pathNormalization → the inbound HCM', () => {
+  const SVC = 'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: foo}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}]}';
+  const mesh = (mode: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    pathNormalization: {normalization: ${mode}}`;
+  const web = parseProxyInfo({ id: 'sidecar~10.0.0.5~web-1.foo~foo.svc.cluster.local', metadata: { NAMESPACE: 'foo', LABELS: { app: 'web' }, INSTANCE_IPS: '10.0.0.5', INTERCEPTION_MODE: 'NONE', SLOOP_ENDPOINT_PORTS: { 80: 18080 } } }).proxy;
+  type Filter = { name: string; typed_config: { type_url: string; value: Buffer } };
+  const hcm = (...docs: string[]) => {
+    const m = model(...docs);
+    const built = buildProxyConfig(createPushContext(m, buildRegistry(m, [web])), web);
+    const f = built.resources.listeners.find((l) => l.name === 'inbound_10.0.0.5_18080')!.filter_chains![0].filters![0] as unknown as Filter;
+    const h = unpackAny<{ normalize_path: { value: boolean } | null; merge_slashes: boolean; path_with_escaped_slashes_action: string }>(f.typed_config);
+    return [h.normalize_path?.value ?? false, h.merge_slashes, h.path_with_escaped_slashes_action];
+  };
+
+  it('BASE by default; NONE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES as Istio maps them', () => {
+    assert.deepEqual(hcm(SVC), [true, false, 'KEEP_UNCHANGED']);
+    assert.deepEqual(hcm(SVC, mesh('NONE')), [false, false, 'KEEP_UNCHANGED']);
+    assert.deepEqual(hcm(SVC, mesh('BASE')), [true, false, 'KEEP_UNCHANGED']);
+    assert.deepEqual(hcm(SVC, mesh('MERGE_SLASHES')), [true, true, 'KEEP_UNCHANGED']);
+    assert.deepEqual(hcm(SVC, mesh('DECODE_AND_MERGE_SLASHES')), [true, true, 'UNESCAPE_AND_FORWARD']);
+  });
+
+  it('an unknown mode is a config error at its field', () => {
+    const parsed = parseDocuments(mesh('SOMETIMES'), 'mesh.yaml');
+    const v = validateDocuments(parsed.documents);
+    assert.match(v.diagnostics.map((d) => `${d.path}: ${d.message}`).join('\n'), /pathNormalization\.normalization/);
+  });
+});

@@ -102,13 +102,17 @@ export const extensionProvider = z.strictObject({
 });
 export type ExtensionProvider = z.output<typeof extensionProvider>;
 
+/** MeshConfig.ProxyPathNormalization: how inbound sidecars normalize request paths (Istio's default BASE). */
+export const PATH_NORMALIZATIONS = ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'] as const;
+
 /**
- * MeshConfig: `extensionProviders` validated (names unique), `rootNamespace` read; every other field kept as
- * written (Sloop does not apply it).
+ * MeshConfig: `extensionProviders` validated (names unique), `rootNamespace` read, `pathNormalization` applied;
+ * every other field kept as written (Sloop does not apply it).
  */
 export const meshConfig = z.looseObject({
   extensionProviders: z.array(extensionProvider).optional(),
   rootNamespace: z.string().optional(),
+  pathNormalization: z.strictObject({ normalization: z.enum(PATH_NORMALIZATIONS).optional() }).optional(),
 }).superRefine((m, ctx) => {
   const seen = new Set<string>();
   (m.extensionProviders ?? []).forEach((p, i) => {
