@@ -1,10 +1,8 @@
 /** `sloop` — the one CLI. The only place that reads process.env or exits. */
 import { Command, Option } from 'commander';
-import { runAnalyze } from './analyze.ts';
-import { runControlPlane, runToken } from './controlplane.ts';
-import { runDemo } from './demo.ts';
-import { runProxy } from './proxy.ts';
-import { runUp } from './up.ts';
+
+// Each command's module is imported only when that command runs: a sidecar (`sloop proxy`) never loads the
+// control plane, its CA (@peculiar/x509), the translator or the demo apps — tens of MiB of code and heap.
 
 const program = new Command('sloop')
   .description('Sloop: a service mesh with Istio\'s API, Envoy\'s xDS v3 protocol and a TypeScript sidecar proxy')
@@ -24,6 +22,7 @@ program
   .option('--service-account <sa>', 'workload service account (default: node metadata SERVICE_ACCOUNT)')
   .option('--cert-ttl-s <seconds>', 'requested certificate lifetime (default: the CA\'s, 24 h)')
   .action(async (o: { config: string; logLevel: string; drainTimeS: string; mode: string; caAddress?: string; tokenFile?: string; trustDomain?: string; namespace?: string; serviceAccount?: string; certTtlS?: string }) => {
+    const { runProxy } = await import('./proxy.ts');
     process.exitCode = await runProxy({
       configPath: o.config,
       logLevel: o.logLevel,
@@ -44,6 +43,7 @@ program
   .addOption(new Option('-l, --log-level <level>', 'proxy log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'off']).default('warn'))
   .option('--drain-time-s <seconds>', 'on Ctrl-C, how long in-flight requests may take to finish', '2')
   .action(async (o: { logLevel: string; drainTimeS: string }) => {
+    const { runDemo } = await import('./demo.ts');
     process.exitCode = await runDemo({ logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS) });
   });
 
@@ -52,7 +52,8 @@ program
   .description('validate Istio and Kubernetes config files or folders offline, as istioctl analyze does (exit code 1 on any error)')
   .argument('<paths...>', 'YAML/JSON files or folders (read recursively)')
   .addOption(new Option('-o, --output <format>', 'output format').choices(['log', 'json', 'yaml']).default('log'))
-  .action((paths: string[], o: { output: 'log' | 'json' | 'yaml' }) => {
+  .action(async (paths: string[], o: { output: 'log' | 'json' | 'yaml' }) => {
+    const { runAnalyze } = await import('./analyze.ts');
     process.exitCode = runAnalyze({ paths, output: o.output, write: (t) => process.stdout.write(t), writeInfo: (t) => process.stderr.write(t) });
   });
 
@@ -68,6 +69,7 @@ program
   .option('--max-cert-ttl-s <seconds>', 'longest workload certificate lifetime; longer requests are clamped (default 90 days)')
   .option('--default-cert-ttl-s <seconds>', 'workload certificate lifetime when a request names none (default 24 h)')
   .action(async (o: { config: string; xdsAddress: string; logLevel: string; caDir?: string; caCerts?: string; trustDomain: string; maxCertTtlS?: string; defaultCertTtlS?: string }) => {
+    const { runControlPlane } = await import('./controlplane.ts');
     process.exitCode = await runControlPlane({
       configDir: o.config,
       xdsAddress: o.xdsAddress,
@@ -87,6 +89,7 @@ program
   .requiredOption('--namespace <ns>', 'workload namespace')
   .requiredOption('--service-account <sa>', 'workload service account')
   .action(async (o: { caDir: string; namespace: string; serviceAccount: string }) => {
+    const { runToken } = await import('./controlplane.ts');
     process.exitCode = await runToken({ caDir: o.caDir, namespace: o.namespace, serviceAccount: o.serviceAccount });
   });
 
@@ -101,6 +104,7 @@ program
   .option('--drain-time-s <seconds>', 'on Ctrl-C, how long sidecars let in-flight requests finish', '1')
   .option('--ready-timeout-s <seconds>', 'give up if the mesh is not answering after this long', '60')
   .action(async (o: { dir: string; port: string; xdsAddress: string; mode: 'explicit' | 'transparent' | 'auto'; logLevel: string; drainTimeS: string; readyTimeoutS: string }) => {
+    const { runUp } = await import('./up.ts');
     process.exitCode = await runUp({ dir: o.dir, port: Number(o.port), xdsAddress: o.xdsAddress, mode: o.mode, logLevel: o.logLevel, drainTimeS: Number(o.drainTimeS), readyTimeoutS: Number(o.readyTimeoutS) });
   });
 
