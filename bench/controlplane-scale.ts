@@ -9,7 +9,7 @@
  * Both xDS variants are run (state of the world, then delta), each against a fresh control plane.
  *
  * Run: `./node_modules/.bin/node bench/controlplane-scale.ts [--services 1000] [--proxies 500] [--namespaces 10]
- *        [--changes 4] [--mode both|sotw|delta] [--batch 50] [--cpu-prof <dir>]`
+ *        [--changes 4] [--mode both|sotw|delta] [--batch 50] [--cpu-prof <dir>] [--vhds on|off]`
  * The clients subscribe with `*` for all four types (the names an Envoy would ask for are exactly the snapshot's:
  * translation emits a ClusterLoadAssignment per EDS cluster and a RouteConfiguration per RDS reference) and ACK
  * every response at once, decoding no resource (an Any stays bytes), so the bench costs the control plane's
@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { lookupMessage } from '../src/xds/protos.ts';
-import { TYPE_URLS } from '../src/xds/type-urls.ts';
+import { TYPE_URLS, VHDS_CLIENT_FEATURE } from '../src/xds/type-urls.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const { values: args } = parseArgs({
@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     mode: { type: 'string', default: 'both' },
     batch: { type: 'string', default: '50' },
     'cpu-prof': { type: 'string' },
+    vhds: { type: 'string', default: 'on' },
   },
 });
 const SERVICES = Number(args.services);
@@ -45,7 +46,10 @@ const CHANGES = Number(args.changes);
 const BATCH = Number(args.batch);
 const MODES = args.mode === 'both' ? (['sotw', 'delta'] as const) : ([args.mode] as ('sotw' | 'delta')[]);
 const CLK_TCK = 100; // getconf CLK_TCK on Linux x86-64
+/** Delta clients announce VHDS as Sloop's proxy does (src/xds/vhds.ts) unless `--vhds off`. */
+const VHDS = args.vhds !== 'off';
 const TYPES = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.route] as const;
+const typesOf = (mode: 'sotw' | 'delta'): readonly string[] => (mode === 'delta' && VHDS ? [...TYPES, TYPE_URLS.virtualHost] : TYPES);
 
 // ---------------------------------------------------------------- config
 
@@ -195,13 +199,14 @@ class SimProxy {
       call.write(delta ? { type_url: r.typeUrl, response_nonce: r.nonce } : { type_url: r.typeUrl, version_info: r.version, response_nonce: r.nonce, resource_names: ['*'] });
       this.seen.add(r.typeUrl);
       this.onResponse?.(this, r, at);
-      if (this.seen.size === TYPES.length) this.#synced?.();
+      if (this.seen.size === typesOf(this.#mode).length) this.#synced?.();
     });
     call.on('error', (err: Error) => {
       if ((err as { code?: number }).code !== grpc.status.CANCELLED) this.error = err;
     });
-    TYPES.forEach((typeUrl, i) => {
-      const node = i === 0 ? { node: { id: this.node.id, cluster: 'bench', metadata: this.node.metadata } } : {};
+    typesOf(this.#mode).forEach((typeUrl, i) => {
+      const features = delta && VHDS ? [VHDS_CLIENT_FEATURE] : [];
+      const node = i === 0 ? { node: { id: this.node.id, cluster: 'bench', metadata: this.node.metadata, client_features: features } } : {};
       call.write(delta ? { ...node, type_url: typeUrl, resource_names_subscribe: ['*'] } : { ...node, type_url: typeUrl, resource_names: ['*'] });
     });
   }
@@ -312,7 +317,8 @@ async function runMode(mode: 'sotw' | 'delta'): Promise<void> {
   for (let c = 0; c < CHANGES; c++) {
     // Alternate: a VirtualService weight edit (RDS for every proxy) and a new endpoint (EDS for every proxy).
     const kind = c % 2 === 0 ? 'VirtualService edit' : 'WorkloadEntry added';
-    const expected = c % 2 === 0 ? TYPE_URLS.route : TYPE_URLS.endpoint;
+    // With VHDS a VirtualService edit is a VirtualHost update (the route tables themselves do not change).
+    const expected = c % 2 === 1 ? TYPE_URLS.endpoint : mode === 'delta' && VHDS ? TYPE_URLS.virtualHost : TYPE_URLS.route;
     // A service not touched before, so every write is a real change.
     const svc = vsServices[Math.floor(c / 2) % vsServices.length];
     const converged = new Map<SimProxy, number>();
@@ -383,5 +389,5 @@ async function waitFor(check: () => boolean, ms: number, what: () => string): Pr
   return true;
 }
 
-console.log(`control plane at scale: ${SERVICES} services in ${NAMESPACES} namespaces (${Array.from({ length: SERVICES }, (_, i) => i).filter(hasDr).length} DestinationRules, ${Array.from({ length: SERVICES }, (_, i) => i).filter(hasVs).length} VirtualServices), ${PROXIES} proxies, ${CHANGES} changes per mode`);
+console.log(`control plane at scale (delta clients ${VHDS ? 'take VHDS' : 'take whole route tables'}): ${SERVICES} services in ${NAMESPACES} namespaces (${Array.from({ length: SERVICES }, (_, i) => i).filter(hasDr).length} DestinationRules, ${Array.from({ length: SERVICES }, (_, i) => i).filter(hasVs).length} VirtualServices), ${PROXIES} proxies, ${CHANGES} changes per mode`);
 for (const mode of MODES) await runMode(mode);

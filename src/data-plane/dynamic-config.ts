@@ -22,8 +22,9 @@ import type { Cluster__Output } from '../xds/gen/envoy/config/cluster/v3/Cluster
 import type { ClusterLoadAssignment__Output } from '../xds/gen/envoy/config/endpoint/v3/ClusterLoadAssignment.ts';
 import type { Listener__Output } from '../xds/gen/envoy/config/listener/v3/Listener.ts';
 import type { RouteConfiguration__Output } from '../xds/gen/envoy/config/route/v3/RouteConfiguration.ts';
+import type { VirtualHost__Output } from '../xds/gen/envoy/config/route/v3/VirtualHost.ts';
 import type { Duration__Output } from '../xds/gen/google/protobuf/Duration.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type AdsClient, type AdsHandler, type ResourceUpdate } from '../xds/ads-client.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, VIRTUAL_HOST_TYPE, type AdsClient, type AdsHandler, type ResourceUpdate } from '../xds/ads-client.ts';
 import { SECRET_TYPE, type SecretManager } from './tls/secrets.ts';
 import type { Secret__Output } from '../xds/gen/envoy/extensions/transport_sockets/tls/v3/Secret.ts';
 import { packAny, unpackAny } from '../xds/any.ts';
@@ -109,6 +110,12 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
   private readonly warmingClusters = new Map<string, WarmingCluster & { key: string }>();
   private readonly endpoints = new Map<string, DumpedResource<ClusterLoadAssignment__Output>>();
   private readonly routes = new Map<string, RouteEntry>();
+  /**
+   * VHDS (delta ADS only, src/xds/vhds.ts): route table name → its virtual hosts by resource name
+   * (`<route table>/<virtual host>`). Kept whether or not the table has arrived yet: the control plane sends a
+   * table's virtual hosts just before the table.
+   */
+  private readonly vhosts = new Map<string, Map<string, VirtualHost__Output>>();
   private readonly activeListeners = new Map<string, DynListener>();
   private readonly warmingListeners = new Map<string, DynListener>();
   private readonly draining = new Set<ListenerRuntime>();
@@ -165,6 +172,8 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
   async start(client: AdsClient): Promise<void> {
     this.client = client;
     client.subscribe(CLUSTER_TYPE, '*');
+    // Every virtual host of the route tables the control plane has for this proxy (VHDS's initial set is all).
+    if (client.mode === 'delta') client.subscribe(VIRTUAL_HOST_TYPE, '*');
     this.updateRdsInterest(); // route tables static listeners name
     this.subscribeSecrets(this.env.secrets?.adsNames ?? []); // SDS names static clusters and listeners use
     client.start();
@@ -253,6 +262,8 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
         return this.applyListeners(u);
       case ROUTE_TYPE:
         return this.applyRoutes(u);
+      case VIRTUAL_HOST_TYPE:
+        return this.applyVirtualHosts(u);
       case SECRET_TYPE:
         return this.applySecrets(u);
       default:
@@ -578,7 +589,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     const k = JSON.stringify(opts);
     let h = e.holders.get(k);
     if (h === undefined) {
-      h = { current: compileRouteConfig(e.config ?? emptyRoutes(name), opts), opts };
+      h = { current: compileRouteConfig(this.tableOf(e.config ?? emptyRoutes(name)), opts), opts };
       e.holders.set(k, h);
     }
     this.updateRdsInterest();
@@ -591,8 +602,12 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
     for (const r of u.added) {
       const rc = r.resource as RouteConfiguration__Output;
       this.routes.get(r.name)?.stats.update_attempt.inc();
+      if (rc.vhds && rc.vhds.config_source?.config_source_specifier !== 'ads') {
+        diags.push(`RouteConfiguration ${JSON.stringify(r.name)}: vhds.config_source: only \`ads: {}\` (VHDS over the delta ADS stream) is supported`);
+        continue;
+      }
       try {
-        const table = compileRouteConfig(rc);
+        const table = compileRouteConfig(this.tableOf(rc));
         // Envoy: for RDS, validate_clusters defaults to false (unknown clusters are 404 at request time).
         if (table.validateClusters === true) {
           for (const c of table.referencedClusters) if (this.env.clusters.get(c) === undefined) diags.push(`RouteConfiguration ${JSON.stringify(r.name)}: route to unknown cluster ${JSON.stringify(c)} (validate_clusters is set)`);
@@ -614,7 +629,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       e.config = r.resource as RouteConfiguration__Output;
       e.version = r.version;
       e.lastUpdatedMs = now;
-      for (const h of e.holders.values()) h.current = compileRouteConfig(e.config, h.opts);
+      for (const h of e.holders.values()) h.current = compileRouteConfig(this.tableOf(e.config), h.opts);
       e.stats.update_success.inc();
       e.stats.config_reload.inc();
       e.received = true;
@@ -628,6 +643,62 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       e.lastUpdatedMs = now;
       for (const h of e.holders.values()) h.current = compileRouteConfig(emptyRoutes(name), h.opts);
     }
+    return undefined;
+  }
+
+  /**
+   * The route table as compiled: with `vhds`, its own virtual hosts followed by those VHDS sent (in name order).
+   * `hosts` overrides the held ones (an update being checked).
+   */
+  private tableOf(rc: RouteConfiguration__Output, hosts = this.vhosts.get(rc.name)): RouteConfiguration__Output {
+    if (!rc.vhds) return rc;
+    const extra = hosts === undefined ? [] : [...hosts.keys()].sort().map((k) => hosts.get(k)!);
+    return { ...rc, vhds: null, virtual_hosts: [...rc.virtual_hosts, ...extra] };
+  }
+
+  /**
+   * VHDS: virtual hosts added, changed or removed. Each route table they belong to is recompiled with them; if any
+   * fails to compile (a domain repeated across virtual hosts, a bad regex, ...) the whole update is NACKed and the
+   * tables keep serving what they had.
+   */
+  private applyVirtualHosts(u: ResourceUpdate): string[] | undefined {
+    const diags: string[] = [];
+    const touched = new Map<string, Map<string, VirtualHost__Output>>();
+    const hostsOf = (name: string, where: string): Map<string, VirtualHost__Output> | undefined => {
+      const slash = name.lastIndexOf('/');
+      if (slash <= 0 || slash === name.length - 1) {
+        diags.push(`${where}: VHDS resource names are "<route configuration name>/<virtual host>"`);
+        return undefined;
+      }
+      const table = name.slice(0, slash);
+      let m = touched.get(table);
+      if (m === undefined) touched.set(table, (m = new Map(this.vhosts.get(table))));
+      return m;
+    };
+    for (const r of u.added) hostsOf(r.name, `VirtualHost ${JSON.stringify(r.name)}`)?.set(r.name, r.resource as VirtualHost__Output);
+    for (const name of u.removed) hostsOf(name, `VirtualHost ${JSON.stringify(name)}`)?.delete(name);
+    for (const [table, hosts] of touched) {
+      const e = this.routes.get(table);
+      if (!e?.config?.vhds) continue; // not held (yet): checked when the table arrives
+      try {
+        compileRouteConfig(this.tableOf(e.config, hosts));
+      } catch (err) {
+        if (err instanceof ConfigError) for (const d of err.diagnostics) if (d.severity === 'error') diags.push(`RouteConfiguration ${JSON.stringify(table)} with VHDS: ${formatDiagnostic(d)}`);
+        if (!(err instanceof ConfigError)) diags.push(`RouteConfiguration ${JSON.stringify(table)} with VHDS: ${(err as Error).message}`);
+      }
+    }
+    if (diags.length > 0) return diags;
+    const now = this.env.wallClock();
+    for (const [table, hosts] of touched) {
+      if (hosts.size === 0) this.vhosts.delete(table);
+      else this.vhosts.set(table, hosts);
+      const e = this.routes.get(table);
+      if (!e?.config?.vhds) continue;
+      for (const h of e.holders.values()) h.current = compileRouteConfig(this.tableOf(e.config), h.opts);
+      e.lastUpdatedMs = now;
+      e.stats.config_reload.inc();
+    }
+    this.log.debug({ added: u.added.length, removed: u.removed.length, tables: [...touched.keys()] }, 'VHDS update applied');
     return undefined;
   }
 
@@ -671,7 +742,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
         }),
       },
       routes: {
-        dynamic_route_configs: [...this.routes.values()].filter((e) => e.config !== undefined).map((e) => ({ version_info: e.version, route_config: packAny(T + 'envoy.config.route.v3.RouteConfiguration', e.config!), last_updated: ts(e.lastUpdatedMs) })),
+        dynamic_route_configs: [...this.routes.values()].filter((e) => e.config !== undefined).map((e) => ({ version_info: e.version, route_config: packAny(T + 'envoy.config.route.v3.RouteConfiguration', { ...this.tableOf(e.config!), vhds: e.config!.vhds }), last_updated: ts(e.lastUpdatedMs) })),
       },
       endpoints: includeEds
         ? { dynamic_endpoint_configs: [...this.endpoints.values()].map((e) => ({ version_info: e.version, endpoint_config: packAny(T + 'envoy.config.endpoint.v3.ClusterLoadAssignment', e.config), last_updated: ts(e.lastUpdatedMs) })) }

@@ -22,6 +22,7 @@ import { startAdminServer, type AdminProvider } from './admin/admin-server.ts';
 import { configDump } from './config-dump.ts';
 import { DynamicConfig } from './dynamic-config.ts';
 import { AdsClient } from '../xds/ads-client.ts';
+import { VHDS_CLIENT_FEATURE } from '../xds/type-urls.ts';
 import type { CompiledRouteConfig } from './http/route/route-table.ts';
 import type { ConfigSource__Output } from '../xds/gen/envoy/config/core/v3/ConfigSource.ts';
 import { SecretManager } from './tls/secrets.ts';
@@ -225,7 +226,11 @@ export class ProxyServer {
     const staticListeners = [...this.listeners];
     if (this.dynamic !== undefined && this.ads !== undefined) {
       const ads = this.ads;
-      const node = this.bootstrap.node ?? {};
+      // On a delta stream the proxy takes RDS as VHDS (one resource per virtual host, src/xds/vhds.ts), so a
+      // VirtualService edit sends one virtual host instead of every route table; it says so in client_features.
+      const node = ads.mode === 'delta'
+        ? { ...this.bootstrap.node, client_features: [...(this.bootstrap.node?.client_features ?? []), VHDS_CLIENT_FEATURE] }
+        : (this.bootstrap.node ?? {});
       const client = new AdsClient({
         target: () => {
           // The control plane is the static cluster ads_config names; its first host (re-read on every reconnect).

@@ -27,9 +27,14 @@ export const LISTENER_TYPE = 'type.googleapis.com/envoy.config.listener.v3.Liste
 export const CLUSTER_TYPE = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 export const ROUTE_TYPE = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
 export const ENDPOINT_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+/** VHDS over a delta ADS stream (src/xds/vhds.ts). */
+export const VIRTUAL_HOST_TYPE = 'type.googleapis.com/envoy.config.route.v3.VirtualHost';
 
-/** Request order on a new stream: clusters before their endpoints, listeners before their routes (make-before-break). */
-export const TYPE_ORDER: readonly string[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+/**
+ * Request order on a new stream: clusters before their endpoints, listeners before their routes (make-before-break),
+ * virtual hosts (VHDS) before the route tables they complete.
+ */
+export const TYPE_ORDER: readonly string[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, VIRTUAL_HOST_TYPE, ROUTE_TYPE];
 
 const SOTW_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 const DELTA_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
@@ -116,6 +121,11 @@ export class AdsClient {
   private firstOnStream = true;
   /** True while a stream is open and has received at least one response, or at least was accepted. */
   connected = false;
+
+  /** State of the world or incremental (delta) xDS. */
+  get mode(): 'sotw' | 'delta' {
+    return this.opts.mode;
+  }
 
   constructor(opts: AdsClientOptions) {
     this.opts = opts;
@@ -274,7 +284,10 @@ export class AdsClient {
       // A new stream: say everything once (xds_protocol "Reconnect": initial_resource_versions).
       const initial: Record<string, string> = {};
       for (const [n, v] of st.known) initial[n] = v;
-      this.write({ type_url: typeUrl, resource_names_subscribe: st.names ? [...st.names].sort() : [], initial_resource_versions: initial });
+      // A wildcard is an empty list for Listener and Cluster (the legacy form every server knows), `*` otherwise:
+      // for other types an empty list subscribes to nothing (xds_protocol "How the client specifies...").
+      const subscribe = st.names ? [...st.names].sort() : typeUrl === LISTENER_TYPE || typeUrl === CLUSTER_TYPE ? [] : ['*'];
+      this.write({ type_url: typeUrl, resource_names_subscribe: subscribe, initial_resource_versions: initial });
       st.pendingSubscribe.clear();
       st.pendingUnsubscribe.clear();
       st.requested = true;

@@ -12,8 +12,11 @@ import { waitUntil } from '../../test/helpers/wait.ts';
 import { adsClient } from './testdata/ads-test-client.ts';
 import { edsCluster, loadAssignment, rdsListener, routeConfig, tcpListener } from './testdata/resources.ts';
 import { TYPE_URLS } from './type-urls.ts';
+import { VHDS_CLIENT_FEATURE } from './vhds.ts';
+import type { RouteConfiguration__Output } from './gen/envoy/config/route/v3/RouteConfiguration.ts';
+import type { VirtualHost__Output } from './gen/envoy/config/route/v3/VirtualHost.ts';
 
-const { cluster: CDS, endpoint: EDS, listener: LDS, route: RDS } = TYPE_URLS;
+const { cluster: CDS, endpoint: EDS, listener: LDS, route: RDS, virtualHost: VHDS } = TYPE_URLS;
 const NODE = { id: 'node-1', cluster: 'test', user_agent_name: 'raw-test' };
 
 type Mutable = { [K in 'clusters' | 'endpoints' | 'listeners' | 'routes']-?: Extract<NonNullable<SnapshotResources[K]>, readonly unknown[]>[number][] };
@@ -283,6 +286,43 @@ async function waitForAck(server: AdsServer, typeUrl: string): Promise<void> {
 }
 
 describe('ADS server, delta', () => {
+  it('serves RDS as VHDS to a node announcing sloop.config.vhds-over-ads: route tables without virtual hosts, each virtual host its own resource, an edit sends only it', async (t) => {
+    const { cache, client } = await setup(t);
+    const two = (cluster: string) => [routeConfig('r1', 'echo.local', 'a'), { ...routeConfig('r2', 'two.local', cluster) }];
+    cache.setSnapshot('node-1', snap((r) => (r.routes = two('a'))));
+    cache.setSnapshot('node-2', snap((r) => (r.routes = two('a'))));
+    const vhds = client.delta();
+    vhds.send({ node: { ...NODE, client_features: [VHDS_CLIENT_FEATURE] }, type_url: VHDS, resource_names_subscribe: ['*'] });
+    const v1 = await vhds.next();
+    assert.equal(v1.type_url, VHDS);
+    assert.deepEqual(v1.resources.map((r) => r.name), ['r1/echo.local', 'r2/two.local']);
+    vhds.send({ type_url: VHDS, response_nonce: v1.nonce });
+    vhds.send({ type_url: RDS, resource_names_subscribe: ['r1', 'r2'] });
+    const r1 = await vhds.next();
+    assert.equal(r1.type_url, RDS);
+    for (const r of r1.resources) {
+      const rc = unpackAny<RouteConfiguration__Output>(r.resource!);
+      assert.deepEqual(rc.virtual_hosts, []);
+      assert.equal(rc.vhds?.config_source?.config_source_specifier, 'ads');
+    }
+    vhds.send({ type_url: RDS, response_nonce: r1.nonce });
+    // A plain delta client (no feature) gets whole tables.
+    const plain = client.delta();
+    plain.send({ node: { ...NODE, id: 'node-2' }, type_url: RDS, resource_names_subscribe: ['r1', 'r2'] });
+    const p1 = await plain.next();
+    assert.deepEqual(p1.resources.map((r) => unpackAny<RouteConfiguration__Output>(r.resource!).virtual_hosts.length), [1, 1]);
+    // An edit of one virtual host: only it is sent, RDS is unchanged.
+    cache.setSnapshot('node-1', snap((r) => (r.routes = two('b'))));
+    const v2 = await vhds.next();
+    assert.equal(v2.type_url, VHDS);
+    assert.deepEqual(v2.resources.map((r) => r.name), ['r2/two.local']);
+    assert.equal(unpackAny<VirtualHost__Output>(v2.resources[0]!.resource!).routes[0]?.route?.cluster, 'b');
+    vhds.send({ type_url: VHDS, response_nonce: v2.nonce });
+    // Nothing else follows for RDS: the next response is the one a new subscription asks for.
+    vhds.send({ type_url: CDS, resource_names_subscribe: ['*'] });
+    assert.equal((await vhds.next()).type_url, CDS);
+  });
+
   it('sends streams that get the same changes in one push one shared encoding, with a nonce each can ACK', async (t) => {
     const { cache, server, client } = await setup(t);
     const s1 = snap();

@@ -21,7 +21,8 @@ import type { Node__Output } from './gen/envoy/config/core/v3/Node.ts';
 import { protoIncludeDirs } from './protos.ts';
 import type { Snapshot, SnapshotResource, TypeSnapshot } from './snapshot.ts';
 import type { NodeInfo, SnapshotCache } from './snapshot-cache.ts';
-import { PUSH_ORDER, isFullStateType, shortTypeName } from './type-urls.ts';
+import { PUSH_ORDER, TYPE_URLS, isFullStateType, shortTypeName } from './type-urls.ts';
+import { VHDS_CLIENT_FEATURE, vhdsTypes } from './vhds.ts';
 import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from './wire.ts';
 
 /** Options for {@link AdsServer}. */
@@ -684,6 +685,17 @@ interface DeltaTypeState {
 class DeltaStream extends AdsStream {
   readonly mode = 'delta' as const;
   readonly #types = new Map<string, DeltaTypeState>();
+  /** The node announced {@link VHDS_CLIENT_FEATURE}: RDS goes out as VHDS (see vhds.ts). Set by its first request. */
+  #vhds: boolean | undefined;
+
+  /** A type as this stream serves it: the snapshot's, or for a VHDS client the split route tables and hosts. */
+  #typeOf(typeUrl: string, snapshot: Snapshot): TypeSnapshot {
+    if (this.#vhds === true && (typeUrl === TYPE_URLS.route || typeUrl === TYPE_URLS.virtualHost)) {
+      const split = vhdsTypes(snapshot.ofType(TYPE_URLS.route));
+      return typeUrl === TYPE_URLS.route ? split.routes : split.virtualHosts;
+    }
+    return snapshot.ofType(typeUrl);
+  }
 
   protected typeUrls(): Iterable<string> {
     return this.#types.keys();
@@ -691,6 +703,7 @@ class DeltaStream extends AdsStream {
 
   protected apply(raw: unknown): void {
     const req = raw as DeltaDiscoveryRequest__Output;
+    if (this.#vhds === undefined && req.node) this.#vhds = (req.node.client_features ?? []).includes(VHDS_CLIENT_FEATURE);
     const typeUrl = req.type_url;
     if (!typeUrl) {
       this.log.warn({}, 'DeltaDiscoveryRequest without type_url ignored (ADS requires one)');
@@ -766,9 +779,10 @@ class DeltaStream extends AdsStream {
 
   protected push(typeUrl: string, snapshot: Snapshot): void {
     const st = this.#types.get(typeUrl)!;
-    const version = snapshot.version(typeUrl);
+    const type = this.#typeOf(typeUrl, snapshot);
+    const version = type.version;
     if (st.settledVersion === version && st.unanswered.size === 0) return;
-    const all = snapshot.ofType(typeUrl).resources;
+    const all = type.resources;
     const scope = st.wildcard ? new Set([...all.keys(), ...st.names]) : st.names;
     const updated: SnapshotResource[] = [];
     const removed = new Set<string>();
@@ -806,7 +820,7 @@ class DeltaStream extends AdsStream {
     const key = updated.length + removedNames.length <= SHARED_DELTA_MAX_NAMES
       ? `${updated.map((r) => r.name).join('\n')}\n-\n${removedNames.join('\n')}`
       : undefined;
-    const shared = key !== undefined ? this.ctx.shared.get(snapshot.ofType(typeUrl), key, encode) : undefined;
+    const shared = key !== undefined ? this.ctx.shared.get(type, key, encode) : undefined;
     const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
     st.inFlight.set(nonce, changes);
     if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);

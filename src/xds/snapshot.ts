@@ -479,6 +479,17 @@ function shortKind(typeUrl: string): string {
   return typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
 }
 
+/** One served resource from its encoding: the version is the hash of the bytes, as createSnapshot computes it. */
+export function snapshotResource(name: string, any: PackedAny): SnapshotResource {
+  return { name, version: hashBytes(any.value), any };
+}
+
+/** A type made of already encoded resources (names unique), sorted and versioned as createSnapshot does. */
+export function typeSnapshotOf(resources: Iterable<SnapshotResource>): TypeSnapshot {
+  const sorted = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) };
+}
+
 function hashBytes(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, 16);
 }

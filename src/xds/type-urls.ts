@@ -8,6 +8,7 @@ export const TYPE_URLS = {
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
   listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  virtualHost: 'type.googleapis.com/envoy.config.route.v3.VirtualHost',
   secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
 } as const;
 
@@ -17,10 +18,11 @@ export type ResourceTypeUrl = (typeof TYPE_URLS)[keyof typeof TYPE_URLS];
 /**
  * Push order. xDS protocol doc, "Eventual consistency considerations": CDS first, then EDS for those clusters,
  * then LDS, then RDS, so that no listener or route refers to a cluster the client does not have yet
- * (make-before-break). Secrets last, as Istio's pilot orders them; Envoy warms a cluster or listener until the
+ * (make-before-break). VHDS virtual hosts (delta only, see vhds.ts) just before the RouteConfigurations that use
+ * them, so a route table is complete when it arrives. Secrets last, as Istio's pilot orders them; Envoy warms a cluster or listener until the
  * Secret it names arrives on its own (named) SDS subscription.
  */
-export const PUSH_ORDER: readonly ResourceTypeUrl[] = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.route, TYPE_URLS.secret];
+export const PUSH_ORDER: readonly ResourceTypeUrl[] = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.virtualHost, TYPE_URLS.route, TYPE_URLS.secret];
 
 /** Short names for logs and stats (`CDS`, `EDS`, ...). */
 export const TYPE_SHORT_NAMES: Readonly<Record<ResourceTypeUrl, string>> = {
@@ -28,6 +30,7 @@ export const TYPE_SHORT_NAMES: Readonly<Record<ResourceTypeUrl, string>> = {
   [TYPE_URLS.endpoint]: 'EDS',
   [TYPE_URLS.listener]: 'LDS',
   [TYPE_URLS.route]: 'RDS',
+  [TYPE_URLS.virtualHost]: 'VHDS',
   [TYPE_URLS.secret]: 'SDS',
 };
 
@@ -49,6 +52,12 @@ export function isResourceTypeUrl(typeUrl: string): typeUrl is ResourceTypeUrl {
 export function shortTypeName(typeUrl: string): string {
   return isResourceTypeUrl(typeUrl) ? TYPE_SHORT_NAMES[typeUrl] : typeUrl;
 }
+
+/**
+ * `node.client_features` entry of a client that takes RDS as VHDS over its delta ADS stream (src/xds/vhds.ts):
+ * route tables carry `vhds: { config_source: { ads: {} } }` and their virtual hosts come as VirtualHost resources.
+ */
+export const VHDS_CLIENT_FEATURE = 'sloop.config.vhds-over-ads';
 
 /** Type URL of the HTTP connection manager network filter. */
 export const HCM_TYPE_URL = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';

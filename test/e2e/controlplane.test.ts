@@ -68,7 +68,8 @@ function sidecarBootstrap(s: Sidecar, adminPort: number, xdsPort: number): Json 
     metadata.POD_PORTS = JSON.stringify([{ name: 'http', containerPort: s.appPort, protocol: 'TCP' }]);
     metadata.SLOOP_ENDPOINT_PORTS = { [String(s.appPort)]: s.inboundPort };
   }
-  return adsBootstrap({ adminPort, adsPort: xdsPort, maxBackOff: '0.5s', node: { id: `sidecar~127.0.0.1~${s.name}.default~default.svc.cluster.local`, cluster: s.name, metadata } });
+  // The client's sidecar speaks delta xDS (and so takes its route tables as VHDS); the services' speak SotW.
+  return adsBootstrap({ adminPort, adsPort: xdsPort, maxBackOff: '0.5s', apiType: s.name === 'client' ? 'DELTA_GRPC' : 'GRPC', node: { id: `sidecar~127.0.0.1~${s.name}.default~default.svc.cluster.local`, cluster: s.name, metadata } });
 }
 
 describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {
@@ -147,6 +148,18 @@ describe('sloop controlplane: a mesh of sloop proxies from Istio YAML', () => {
     await waitUntil(() => (/config change rejected/.test(cpOut) ? true : undefined), { what: 'the control plane to reject the edit' });
     assert.match(cpOut, /hello-vs\.yaml:\d+:\d+/);
     assert.deepEqual(await tally(3), { v2: 3 });
+  });
+
+  it('the delta sidecar gets its route tables as VHDS: tables with `vhds` over ADS, virtual hosts on their own, merged in its config dump', async () => {
+    const dump = (await (await fetch(`http://127.0.0.1:${sidecars[0]!.adminPort}/config_dump`)).json()) as { configs: Array<Record<string, unknown>> };
+    const routes = dump.configs.find((c) => String(c['@type']).endsWith('RoutesConfigDump')) as { dynamic_route_configs: Array<{ route_config: { name: string; vhds?: { config_source?: { ads?: object } }; virtual_hosts: Array<{ name: string; domains: string[] }> } }> };
+    // Explicit mode: the sidecar's outbound HTTP proxy port has the route table `http_proxy` (every service).
+    const port80 = routes.dynamic_route_configs.map((d) => d.route_config).find((rc) => rc.name === 'http_proxy');
+    assert.ok(port80, 'route table "http_proxy" in the dump');
+    assert.ok(port80.vhds?.config_source?.ads, 'the table says its virtual hosts come from VHDS over ADS');
+    assert.ok(port80.virtual_hosts.some((vh) => vh.domains.includes('hello.default.svc.cluster.local')), 'the hello virtual host, sent over VHDS, is merged in');
+    const stats = await (await fetch(`http://127.0.0.1:${sidecars[0]!.adminPort}/stats`)).text();
+    assert.match(stats, /rds\.http_proxy\.config_reload: [1-9]/);
   });
 
   it('security: AuthorizationPolicy and RequestAuthentication are enforced on the service sidecars\' inbound side', async (t) => {
