@@ -14,6 +14,7 @@ import type { Bootstrap__Output } from '../xds/gen/envoy/config/bootstrap/v3/Boo
 import { decodeProtoJson, encodeProtoJson } from '../xds/proto-json.ts';
 import type { JsonPath, SourcePosition, WhereFn } from '../xds/proto-json.ts';
 import { lookupMessage, TO_OBJECT_OPTIONS } from '../xds/protos.ts';
+import { formatJsonPath, validateOverloadManager } from './overload-manager.ts';
 
 /** A decoded Bootstrap and the warnings (deprecated fields) found while loading it. */
 export interface LoadedBootstrap {
@@ -85,10 +86,35 @@ export function parseBootstrap(text: string, file: string): LoadedBootstrap {
     file,
     where: yamlWhere(doc, at),
   });
+  if (result.value !== undefined) {
+    const where = yamlWhere(doc, at);
+    for (const p of validateOverloadManager(result.value)) {
+      result.diagnostics.push({ severity: p.severity, code: p.code, file, ...where(keysAsWritten(json, p.path)), path: formatJsonPath(p.path), message: p.message });
+    }
+  }
   // The decoder reports a message's rule violations after its fields; show everything in document order.
   diagnostics.push(...result.diagnostics.sort(byPosition));
   if (result.value === undefined || diagnostics.some((d) => d.severity === 'error')) throw new ConfigError(diagnostics, 'bootstrap');
   return { bootstrap: result.value, warnings: diagnostics };
+}
+
+/**
+ * A snake_case field path as the document spells it: proto3 JSON allows lowerCamelCase names too, and the
+ * YAML position lookup needs the key that is actually there.
+ */
+function keysAsWritten(json: unknown, path: JsonPath): JsonPath {
+  const out: JsonPath = [];
+  let cur = json;
+  for (const seg of path) {
+    let key: string | number = seg;
+    if (typeof seg === 'string' && cur !== null && typeof cur === 'object' && !(seg in cur)) {
+      const camel = seg.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+      if (camel in cur) key = camel;
+    }
+    out.push(key);
+    cur = cur !== null && typeof cur === 'object' ? (cur as Record<string | number, unknown>)[key] : undefined;
+  }
+  return out;
 }
 
 /** Binary Bootstrap: decoded, then checked like YAML by validating its JSON form (positions are meaningless there). */
@@ -102,6 +128,8 @@ function decodeBinaryBootstrap(bytes: Buffer, file: string): LoadedBootstrap {
   }
   const result = decodeProtoJson<Bootstrap__Output>(type, json, { file });
   if (result.value === undefined) throw new ConfigError(result.diagnostics, 'bootstrap');
+  for (const p of validateOverloadManager(result.value)) result.diagnostics.push({ severity: p.severity, code: p.code, file, path: formatJsonPath(p.path), message: p.message });
+  if (result.diagnostics.some((d) => d.severity === 'error')) throw new ConfigError(result.diagnostics, 'bootstrap');
   return { bootstrap: result.value, warnings: result.diagnostics };
 }
 

@@ -21,11 +21,11 @@ import { HttpConnectionManagerFilter } from './http/hcm.ts';
 import { startAdminServer, type AdminProvider } from './admin/admin-server.ts';
 import { configDump } from './config-dump.ts';
 import { DynamicConfig } from './dynamic-config.ts';
-import { AdsClient } from '../xds/ads-client.ts';
 import { VHDS_CLIENT_FEATURE } from '../xds/type-urls.ts';
 import type { CompiledRouteConfig } from './http/route/route-table.ts';
 import type { ConfigSource__Output } from '../xds/gen/envoy/config/core/v3/ConfigSource.ts';
 import { SecretManager } from './tls/secrets.ts';
+import { createGlobalConnectionLimit, type GlobalConnectionLimit } from './overload-manager.ts';
 
 export const HCM_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
@@ -57,6 +57,8 @@ export class ProxyServer {
   readonly listeners: ListenerRuntime[] = [];
   /** SDS secrets: static, from the workload agent, or over ADS. */
   readonly secrets: SecretManager;
+  /** overload_manager's global_downstream_max_connections, shared by every listener (and the admin one). */
+  readonly globalConnectionLimit: GlobalConnectionLimit | undefined;
   private readonly opts: ProxyOptions;
   private readonly log: Logger;
   private admin: { port: number; close(): Promise<void> } | undefined;
@@ -82,6 +84,9 @@ export class ProxyServer {
     this.startedAt = Date.now();
     this.done = new Promise((r) => (this.finish = r));
     this.secrets = opts.secrets ?? new SecretManager();
+    // The bootstrap loader validated overload_manager (validateOverloadManager).
+    this.globalConnectionLimit = createGlobalConnectionLimit(bootstrap);
+    const limit = this.globalConnectionLimit;
     for (const s of bootstrap.static_resources?.secrets ?? []) this.secrets.set(s, 'static');
     // SDS names that no local source has are asked for on the ADS stream (once it exists: DynamicConfig.start).
     if (bootstrap.dynamic_resources?.ads_config) this.secrets.setAdsRequester((names) => this.dynamic?.subscribeSecrets(names));
@@ -102,7 +107,7 @@ export class ProxyServer {
         store: this.stats,
         log: this.log,
         buildListener: (l, onRouteTable) =>
-          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath), this.findListener, this.secrets),
+          new ListenerRuntime(l, (f, p) => this.makeFilter(f, p, l.drain_type, onRouteTable), this.stats, this.log, dirname(opts.configPath), this.findListener, this.secrets, limit),
         staticClusterNames: new Set((bootstrap.static_resources?.clusters ?? []).map((c) => c.name)),
         staticListenerNames: new Set((bootstrap.static_resources?.listeners ?? []).map((l) => l.name)),
         drainMs: opts.drainTimeMs,
@@ -135,7 +140,7 @@ export class ProxyServer {
         addresses.set(key, l.name);
       }
       try {
-        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath), this.findListener, this.secrets));
+        this.listeners.push(new ListenerRuntime(l, (f, p) => this.makeFilter(f, `${path}.${p}`, l.drain_type), this.stats, this.log, dirname(opts.configPath), this.findListener, this.secrets, limit));
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const d of err.diagnostics) diags.push(d.path.startsWith('static_resources') ? d : { ...d, path: `${path}.${d.path}` });
@@ -219,7 +224,10 @@ export class ProxyServer {
     this.serverStats.state.set(STATE_GAUGE.INITIALIZING);
     const adminAddr = this.bootstrap.admin?.address?.socket_address;
     if (adminAddr) {
-      this.admin = await startAdminServer({ address: adminAddr.address, port: adminAddr.port_value ?? 0 }, this.adminProvider(), this.log);
+      this.admin = await startAdminServer({ address: adminAddr.address, port: adminAddr.port_value ?? 0 }, this.adminProvider(), this.log, {
+        // Envoy's admin.ignore_global_conn_limit: the admin listener is limited too unless it says otherwise.
+        connectionLimit: this.bootstrap.admin?.ignore_global_conn_limit === true ? undefined : this.globalConnectionLimit,
+      });
     }
     await this.clusters.initialized(5000);
     // Listeners from LDS open as they are applied; only the static ones are opened below.
@@ -231,6 +239,8 @@ export class ProxyServer {
       const node = ads.mode === 'delta'
         ? { ...this.bootstrap.node, client_features: [...(this.bootstrap.node?.client_features ?? []), VHDS_CLIENT_FEATURE] }
         : (this.bootstrap.node ?? {});
+      // Imported here: a proxy without dynamic_resources never loads the ADS client and @grpc/grpc-js.
+      const { AdsClient } = await import('../xds/ads-client.ts');
       const client = new AdsClient({
         target: () => {
           // The control plane is the static cluster ads_config names; its first host (re-read on every reconnect).

@@ -49,8 +49,9 @@ export interface VhdsSplit {
 const splits = new WeakMap<SnapshotResource, VhdsSplit>();
 
 /**
- * Splits one encoded RouteConfiguration (cached per resource). A table whose virtual hosts repeat a name is left
- * whole (no `vhds`): the names could not tell its virtual hosts apart, and the client rejects it either way.
+ * Splits one encoded RouteConfiguration (cached per resource). A table whose virtual hosts repeat a name, or have
+ * a `/` in one, is left whole (no `vhds`): the resource names could not tell its virtual hosts apart (a client
+ * finds the table as what comes before the last `/`).
  */
 export function splitRouteConfiguration(r: SnapshotResource): VhdsSplit {
   const hit = splits.get(r);
@@ -76,8 +77,9 @@ export function splitRouteConfiguration(r: SnapshotResource): VhdsSplit {
   const names = new Set<string>();
   const virtualHosts: SnapshotResource[] = [];
   for (const body of bodies) {
-    const name = `${r.name}/${virtualHostName(body)}`;
-    if (names.has(name)) {
+    const host = virtualHostName(body);
+    const name = `${r.name}/${host}`;
+    if (names.has(name) || host.includes('/')) {
       const whole: VhdsSplit = { route: r, virtualHosts: [] };
       splits.set(r, whole);
       return whole;

@@ -15,6 +15,7 @@ import { httpConnectionManagerStats, listenerStats, type HttpConnectionManagerSt
 import { renderPrometheus } from '../stats/prometheus.ts';
 import { renderStatsJson, renderStatsText, type HistogramBucketsMode, type StatsTypeFilter } from '../stats/stats-render.ts';
 import type { StatsStore } from '../stats/store.ts';
+import type { GlobalConnectionLimit } from '../overload-manager.ts';
 import {
   formatClustersJson,
   formatClustersText,
@@ -72,6 +73,8 @@ export interface AdminProvider {
 export interface AdminServerOptions {
   /** Monotonic clock in ms for `http.admin.downstream_rq_time`; defaults to performance.now. */
   nowMs?: () => number;
+  /** The overload manager's global downstream connection limit (absent with admin.ignore_global_conn_limit). */
+  connectionLimit?: GlobalConnectionLimit;
 }
 
 /** A running admin server. */
@@ -379,7 +382,17 @@ export function startAdminServer(
   };
 
   const server = createServer(onRequest);
+  const limit = options.connectionLimit;
   server.on('connection', (socket) => {
+    if (limit !== undefined) {
+      // As on every listener (listener.ts): over the global limit the connection is closed at once.
+      if (!limit.tryAllocate()) {
+        listener.downstreamGlobalCxOverflow.inc();
+        socket.destroy();
+        return;
+      }
+      socket.once('close', () => limit.release());
+    }
     listener.downstreamCxTotal.inc();
     listener.downstreamCxActive.inc();
     hcm.downstreamCxTotal.inc();

@@ -129,6 +129,8 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
   /** CONNECT terminated here: cancels the pending TCP connect, and gives back the connection slot. */
   private tunnelCancel: (() => void) | null = null;
   private tunnelRelease: (() => void) | null = null;
+  /** Set while a WebSocket / CONNECT tunnel is up: closes both of its sides (stream idle timeout). */
+  private tunnelTeardown: (() => void) | null = null;
   private requestId = '';
   private hashValue: bigint | undefined;
   /** Set-Cookie for a cookie the route's hash policy generated (cookie with ttl, absent on the request). */
@@ -317,7 +319,7 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       return this.localReply(action.clusterNotFoundResponseCode, '');
     }
     this.cluster = cluster;
-    if (head.upgrade === 'connect' && action.terminateConnect) return this.startConnectTunnel(cluster);
+    if (head.upgrade === 'connect' && action.terminateConnect) return this.startConnectTunnel(cluster, action.idleTimeoutMs ?? this.cfg.streamIdleTimeoutMs);
     this.retry = action.retryPolicy;
     if (this.retry !== undefined && this.retry.retriableRequestHeaders.length > 0 && !matchHeaderList(this.retry.retriableRequestHeaders, head.headers, false)) {
       this.retry = undefined;
@@ -735,7 +737,9 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
     const down = this.down as ServerStream & { takeSocket?: () => { socket: Socket; head: Buffer } };
     this.clearPerTry();
     this.clearGlobal();
-    this.clearIdle();
+    // The stream idle timer keeps running on the tunnel (Envoy's FilterManager: upgraded streams are streams;
+    // bytes either way reset it, and when it fires the tunnel is torn down as downstream_rq_idle_timeout).
+    this.touch();
     this.responseStarted = true;
     this.countUpstreamStatus(status);
     const upgradeValue = getHeader(headers, 'upgrade') ?? this.down.head.upgrade;
@@ -763,7 +767,12 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
     const { socket: downSocket, head: downHead } = down.takeSocket();
     if (downHead.length > 0) upSocket.write(downHead);
     if (upHead.length > 0) downSocket.write(upHead);
-    spliceSockets(downSocket, upSocket, () => this.finish(true));
+    this.tunnelTeardown = () => {
+      downSocket.destroy();
+      upSocket.destroy();
+    };
+    // Only a tunnel with a stream idle timeout pays for noting its activity.
+    spliceSockets(downSocket, upSocket, () => this.finish(true), this.idleTimer !== null ? () => this.touch() : undefined);
   }
 
   /** HTTP/2 downstream: the tunnel rides on the stream (DATA frames, END_STREAM as half-close). */
@@ -776,11 +785,18 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       this.body = null;
       this.bodyBytes = 0;
     }
+    this.tunnelTeardown = () => {
+      down.reset();
+      upSocket.destroy();
+    };
+    const watchIdle = this.idleTimer !== null;
     upSocket.on('data', (d: Buffer) => {
+      if (watchIdle) this.touch();
       if (!down.write(d)) upSocket.pause();
     });
     down.onWritable = () => upSocket.resume();
     down.onData = (c) => {
+      if (watchIdle) this.touch();
       if (!upSocket.write(c)) down.pauseRequest();
     };
     upSocket.on('drain', () => down.resumeRequest());
@@ -800,9 +816,10 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
    * CONNECT with the route's connect_config: Envoy terminates it (TcpUpstream): a TCP connection to a host
    * of the cluster, then 200 downstream and raw bytes both ways. A failed connect is the router's usual 503.
    */
-  private startConnectTunnel(cluster: ClusterRuntime): void {
+  private startConnectTunnel(cluster: ClusterRuntime, idleMs: number): void {
     this.retry = undefined;
     this.attempt = 1;
+    if (idleMs > 0) this.armIdle(idleMs);
     const host = cluster.chooseHost(
       { hash: undefined, random: this.hcm.env.random },
       cluster.type === 'ORIGINAL_DST' ? { address: this.down.conn.originalDstAddress, port: this.down.conn.originalDstPort } : undefined,
@@ -841,7 +858,8 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       }
       up.setNoDelay(true);
       up.once('close', () => this.releaseTunnel());
-      this.clearIdle();
+      // The stream idle timer keeps running on the tunnel (see onUpUpgrade).
+      this.touch();
       this.clearGlobal();
       this.responseStarted = true;
       this.countUpstreamStatus(200);
@@ -1008,6 +1026,14 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       return;
     }
     this.cfg.stats.downstream_rq_idle_timeout.inc();
+    const teardown = this.tunnelTeardown;
+    if (teardown !== null) {
+      // An idle tunnel: Envoy resets the stream, which closes an HTTP/1.1 connection (the tunnel's downstream).
+      this.tunnelTeardown = null;
+      this.finish(false);
+      teardown();
+      return;
+    }
     if (this.up !== null) {
       this.up.reset();
       this.up = null;

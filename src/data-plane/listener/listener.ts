@@ -27,6 +27,7 @@ import type { DownstreamConnectionInfo } from '../http/stream.ts';
 import type { Counter, Gauge, StatsStore } from '../stats/store.ts';
 import { durationMs } from '../duration.ts';
 import { getOriginalDst, loadOriginalDstAddon, type OriginalDst } from './original-dst.ts';
+import type { GlobalConnectionLimit } from '../overload-manager.ts';
 
 export const TLS_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
 export const HTTP_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector';
@@ -55,6 +56,8 @@ export interface ListenerStats {
   downstream_listener_filter_error: Counter;
   downstream_pre_cx_timeout: Counter;
   downstream_cx_overflow: Counter;
+  /** Connections closed on accept because the overload manager's global connection limit was reached. */
+  downstream_global_cx_overflow: Counter;
   /** Envoy's TLS statistics, `listener.<addr>.ssl.*` (the listener scope, as for Envoy's downstream sockets). */
   ssl: SslStats;
 }
@@ -129,15 +132,19 @@ export class ListenerRuntime {
   private readonly handOff: ((address: string, port: number) => ListenerRuntime | undefined) | undefined;
   /** Named TLS secrets (static, agent, ADS) for chains whose DownstreamTlsContext uses SDS. */
   private readonly secrets: SecretManager | undefined;
+  /** The overload manager's global_downstream_max_connections; undefined without one or with ignore_global_conn_limit. */
+  private readonly globalLimit: GlobalConnectionLimit | undefined;
 
   /**
    * Validates and compiles everything; throws ConfigError (paths relative to the listener).
    * `findListener` finds the listener of an original destination among the proxy's listeners; it is needed
-   * for `use_original_dst` (without it, redirected connections stay on this listener).
+   * for `use_original_dst` (without it, redirected connections stay on this listener). `globalLimit` is the
+   * overload manager's global downstream connection limit, shared by every listener of the proxy.
    */
-  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string, findListener?: (address: string, port: number) => ListenerRuntime | undefined, secrets?: SecretManager) {
+  constructor(config: Listener__Output, makeFilter: NetworkFilterFactory, store: StatsStore, log: Logger, baseDir: string, findListener?: (address: string, port: number) => ListenerRuntime | undefined, secrets?: SecretManager, globalLimit?: GlobalConnectionLimit) {
     this.name = config.name;
     this.secrets = secrets;
+    this.globalLimit = config.ignore_global_conn_limit ? undefined : globalLimit;
     this.config = config;
     this.log = log.child({ listener: config.name });
     listenerAddress(config);
@@ -198,6 +205,7 @@ export class ListenerRuntime {
       downstream_listener_filter_error: scope.counter('downstream_listener_filter_error'),
       downstream_pre_cx_timeout: scope.counter('downstream_pre_cx_timeout'),
       downstream_cx_overflow: scope.counter('downstream_cx_overflow'),
+      downstream_global_cx_overflow: scope.counter('downstream_global_cx_overflow'),
       ssl: new SslStats(scope),
     };
     const tlsInspector = store.scope('tls_inspector');
@@ -343,6 +351,19 @@ export class ListenerRuntime {
   }
 
   private onAccept(socket: net.Socket): void {
+    const limit = this.globalLimit;
+    if (limit !== undefined) {
+      // Envoy's TcpListenerImpl::rejectCxOverGlobalLimit: over the limit, the accepted socket is closed before
+      // anything else (no listener filter, no downstream_cx_total), counted in downstream_global_cx_overflow.
+      // The listener that accepted decides; a use_original_dst hand-off keeps the slot it took.
+      if (!limit.tryAllocate()) {
+        this.stats.downstream_global_cx_overflow.inc();
+        socket.on('error', noop);
+        socket.destroy();
+        return;
+      }
+      socket.once('close', () => limit.release());
+    }
     let restored: OriginalDst | undefined;
     if (this.readsOriginalDst) {
       restored = this.readOriginalDst(socket);

@@ -6,11 +6,12 @@ import type { Socket } from 'node:net';
  * stops reading until it drains). A FIN is relayed as a FIN (half-close, as Envoy's tunnels and tcp_proxy
  * do); an error or reset on either side destroys both. A side that closed cleanly lets the other flush
  * what it still holds before closing (destroySoon), so the last bytes of a tunnel are never dropped.
- * `onClosed` runs once, after both sockets have closed.
+ * `onClosed` runs once, after both sockets have closed. `onActivity`, if given, runs for every chunk relayed
+ * either way (the HTTP stream idle timer of a WebSocket / CONNECT tunnel).
  */
-export function spliceSockets(a: Socket, b: Socket, onClosed: () => void): void {
-  relay(a, b);
-  relay(b, a);
+export function spliceSockets(a: Socket, b: Socket, onClosed: () => void, onActivity?: () => void): void {
+  relay(a, b, onActivity);
+  relay(b, a, onActivity);
   let open = 2;
   const onClose = (): void => {
     if (--open === 0) onClosed();
@@ -27,8 +28,9 @@ export function spliceSockets(a: Socket, b: Socket, onClosed: () => void): void 
   b.resume();
 }
 
-function relay(from: Socket, to: Socket): void {
+function relay(from: Socket, to: Socket, onActivity: (() => void) | undefined): void {
   from.on('data', (d: Buffer) => {
+    onActivity?.();
     if (!to.write(d)) from.pause();
   });
   to.on('drain', () => from.resume());

@@ -17,6 +17,7 @@ import { DEFAULT_SECRET_WARMING_MS } from '../tls/sds-tls.ts';
 import { TransportSockets, type UpstreamTransport } from './transport-socket.ts';
 import { H1Pool } from './h1-pool.ts';
 import { H2Pool } from './h2-pool.ts';
+import { MixedPool } from './mixed-pool.ts';
 import type { ConnectOptions } from './connect.ts';
 import type { PoolCallbacks, ResourceCounts, Thresholds } from './pool-types.ts';
 import { durationMs } from '../duration.ts';
@@ -58,7 +59,8 @@ interface HostCounters {
   rqTotal: number;
 }
 
-export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';
+/** `auto`: HttpProtocolOptions.auto_config, HTTP/2 or HTTP/1.1 by ALPN per connection (see mixed-pool.ts). */
+export type UpstreamProtocol = 'http1' | 'http2' | 'downstream' | 'auto';
 
 export interface ClusterEnv {
   log: Logger;
@@ -143,7 +145,7 @@ export class ClusterRuntime {
       if (po.upstream_protocol_options === 'explicit_http_config') {
         protocol = po.explicit_http_config?.protocol_config === 'http2_protocol_options' ? 'http2' : 'http1';
       } else if (po.upstream_protocol_options === 'use_downstream_protocol_config') protocol = 'downstream';
-      else if (po.upstream_protocol_options === 'auto_config') protocol = 'http1';
+      else if (po.upstream_protocol_options === 'auto_config') protocol = 'auto';
       if (po.common_http_protocol_options) common = po.common_http_protocol_options;
     } else if (config.http2_protocol_options) protocol = 'http2';
     else if (config.protocol_selection === 'USE_DOWNSTREAM_PROTOCOL') protocol = 'downstream';
@@ -171,6 +173,16 @@ export class ClusterRuntime {
       if (err instanceof ConfigError) diags.push(...err.diagnostics);
       else throw err;
       this.tlsEnabled = false;
+    }
+    // Envoy (ClusterImplBase): auto_config needs a transport socket that negotiates ALPN, i.e. TLS, both the
+    // cluster's own and every transport_socket_matches entry's; plaintext (raw_buffer, or none) is refused.
+    if (protocol === 'auto' && this.sockets !== undefined) {
+      const path = `typed_extension_protocol_options[${JSON.stringify(HTTP_PROTOCOL_OPTIONS_KEY)}].auto_config`;
+      if (!this.sockets.default.tlsEnabled) {
+        diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path, message: `ALPN configured for cluster ${config.name} which has a non-ALPN transport socket (auto_config needs an UpstreamTlsContext transport_socket)` });
+      } else if (this.sockets.all.some((t) => !t.tlsEnabled)) {
+        diags.push({ severity: 'error', code: 'SLOOP_ERR_CONFIG_INVALID', path, message: `ALPN configured for cluster ${config.name} which has a non-ALPN transport socket matcher (every transport_socket_matches entry must be an UpstreamTlsContext with auto_config)` });
+      }
     }
     // Envoy: "Only 'CLUSTER_PROVIDED' is allowed with cluster type 'ORIGINAL_DST'"; every other type needs a
     // policy we implement (parseLbSettings rejects CLUSTER_PROVIDED there). Errors surface at load time.
@@ -504,18 +516,30 @@ export class ClusterRuntime {
   /** Asks the host's pool for a stream; false = circuit breaker overflow. */
   newStream(host: UpstreamHost, downstreamIsH2: boolean, cb: PoolCallbacks): H1Pool | H2Pool | undefined {
     this.countersOf(host).rqTotal++;
-    const h2 = this.protocol === 'http2' || (this.protocol === 'downstream' && downstreamIsH2);
+    const transport = host.transport ?? this.sockets.default;
     let pool: H1Pool | H2Pool | undefined;
+    if (this.protocol === 'auto' && transport.tlsEnabled) {
+      // The host's two pools are made together and retired together (retirePools, closePools).
+      let mixed = this.h1Pools.get(host)?.mixed;
+      if (mixed === undefined) {
+        mixed = new MixedPool(this, host, transport);
+        this.h1Pools.set(host, mixed.h1);
+        this.h2Pools.set(host, mixed.h2);
+      }
+      pool = mixed.pick();
+      return pool.newStream(cb) ? pool : undefined;
+    }
+    const h2 = this.protocol === 'http2' || (this.protocol === 'downstream' && downstreamIsH2);
     if (h2) {
       pool = this.h2Pools.get(host);
       if (pool === undefined) {
-        pool = new H2Pool(this, host, host.transport ?? this.sockets.default);
+        pool = new H2Pool(this, host, transport);
         this.h2Pools.set(host, pool);
       }
     } else {
       pool = this.h1Pools.get(host);
       if (pool === undefined) {
-        pool = new H1Pool(this, host, host.transport ?? this.sockets.default);
+        pool = new H1Pool(this, host, transport);
         this.h1Pools.set(host, pool);
       }
     }

@@ -10,6 +10,7 @@ import type { PoolCallbacks } from './pool-types.ts';
 import type { ClusterRuntime } from './cluster.ts';
 import type { UpstreamHost } from './lb/types.ts';
 import type { UpstreamTransport } from './transport-socket.ts';
+import type { MixedPool } from './mixed-pool.ts';
 
 export class H1Pool implements H1ClientHooks {
   private readonly idle: H1ClientConnection[] = [];
@@ -23,11 +24,14 @@ export class H1Pool implements H1ClientHooks {
   private closed = false;
   /** Retired (the host's transport socket changed): no new streams; connections close once idle. */
   private draining = false;
+  /** auto_config: the host's mixed pool, which picks each connection's protocol by ALPN. */
+  readonly mixed: MixedPool | undefined;
 
-  constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport) {
+  constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport, mixed?: MixedPool) {
     this.cluster = cluster;
     this.host = host;
     this.transport = transport;
+    this.mixed = mixed;
   }
 
   /** Gets a stream now (idle connection) or later (new connection / queue); false on overflow. */
@@ -60,13 +64,44 @@ export class H1Pool implements H1ClientHooks {
 
   /** Removes a request that no longer wants a connection (downstream went away, timeout). */
   cancel(cb: PoolCallbacks): void {
+    if (this.mixed !== undefined) this.mixed.cancel(cb);
+    else this.cancelHere(cb);
+  }
+
+  /** Removes `cb` if it waits in this pool; whether it did. */
+  cancelHere(cb: PoolCallbacks): boolean {
     const i = this.pending.indexOf(cb);
-    if (i >= 0) {
-      this.pending.splice(i, 1);
-      this.cluster.resources.pendingRequests--;
-      this.cluster.stats.upstream_rq_pending_active.dec();
-      this.cluster.stats.upstream_rq_cancelled.inc();
+    if (i < 0) return false;
+    this.pending.splice(i, 1);
+    this.cluster.resources.pendingRequests--;
+    this.cluster.stats.upstream_rq_pending_active.dec();
+    this.cluster.stats.upstream_rq_cancelled.inc();
+    return true;
+  }
+
+  /** auto_config: hands every waiting request over to the other pool (they stay counted as pending). */
+  takeAllPending(): PoolCallbacks[] {
+    return this.pending.splice(0);
+  }
+
+  /**
+   * auto_config: a connection another pool of this host opened negotiated HTTP/1.1 (it is already counted in
+   * the cluster's connections); `waiting` are that pool's queued requests, which now wait here.
+   */
+  adopt(socket: Socket, waiting: PoolCallbacks[]): void {
+    for (const cb of waiting) {
+      if (!this.closed) this.pending.push(cb);
+      else {
+        this.cluster.resources.pendingRequests--;
+        this.cluster.stats.upstream_rq_pending_active.dec();
+        cb.onPoolFailure('connection-termination', 'pool closed', this.host);
+      }
     }
+    this.cluster.stats.upstream_cx_http1_total.inc();
+    this.onConnected(socket);
+    // One connection per waiting request, as newStream would have opened.
+    const cl = this.cluster;
+    while (!this.closed && this.pending.length > this.connecting && cl.resources.connections < cl.thresholds.maxConnections) this.connect();
   }
 
   private attach(c: H1ClientConnection, cb: PoolCallbacks): void {
@@ -79,16 +114,24 @@ export class H1Pool implements H1ClientHooks {
     this.connecting++;
     cl.resources.connections++;
     cl.stats.upstream_cx_total.inc();
-    cl.stats.upstream_cx_http1_total.inc();
+    // auto_config counts the protocol once ALPN has chosen it.
+    if (this.mixed === undefined) cl.stats.upstream_cx_http1_total.inc();
     cl.stats.upstream_cx_active.inc();
     const started = cl.now();
-    connectUpstream(cl.connectOptions(this.host, this.transport), (err, socket) => {
+    connectUpstream(this.mixed?.connectOptions() ?? cl.connectOptions(this.host, this.transport), (err, socket) => {
       this.connecting--;
       if (err !== null || socket === null) {
         this.onConnectFailure(err ?? { reason: 'connect-failure', detail: 'unknown' });
         return;
       }
       cl.stats.upstream_cx_connect_ms.record(cl.now() - started);
+      if (this.mixed !== undefined) {
+        if (this.mixed.onHandshake(socket) === 'http2') {
+          this.mixed.handOver(this, socket);
+          return;
+        }
+        cl.stats.upstream_cx_http1_total.inc();
+      }
       this.onConnected(socket);
     });
   }

@@ -10,6 +10,7 @@ import type { PoolCallbacks } from './pool-types.ts';
 import type { ClusterRuntime } from './cluster.ts';
 import type { UpstreamHost } from './lb/types.ts';
 import type { UpstreamTransport } from './transport-socket.ts';
+import type { MixedPool } from './mixed-pool.ts';
 
 interface Session {
   s: http2.ClientHttp2Session;
@@ -30,11 +31,14 @@ export class H2Pool {
   private closed = false;
   /** Retired (the host's transport socket changed): sessions close once queued requests are served. */
   private draining = false;
+  /** auto_config: the host's mixed pool, which picks each connection's protocol by ALPN. */
+  readonly mixed: MixedPool | undefined;
 
-  constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport) {
+  constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport, mixed?: MixedPool) {
     this.cluster = cluster;
     this.host = host;
     this.transport = transport;
+    this.mixed = mixed;
   }
 
   newStream(cb: PoolCallbacks): boolean {
@@ -57,13 +61,48 @@ export class H2Pool {
   }
 
   cancel(cb: PoolCallbacks): void {
+    if (this.mixed !== undefined) this.mixed.cancel(cb);
+    else this.cancelHere(cb);
+  }
+
+  /** Removes `cb` if it waits in this pool; whether it did. */
+  cancelHere(cb: PoolCallbacks): boolean {
     const i = this.pending.indexOf(cb);
-    if (i >= 0) {
-      this.pending.splice(i, 1);
-      this.cluster.resources.pendingRequests--;
-      this.cluster.stats.upstream_rq_pending_active.dec();
-      this.cluster.stats.upstream_rq_cancelled.inc();
+    if (i < 0) return false;
+    this.pending.splice(i, 1);
+    this.cluster.resources.pendingRequests--;
+    this.cluster.stats.upstream_rq_pending_active.dec();
+    this.cluster.stats.upstream_rq_cancelled.inc();
+    return true;
+  }
+
+  /** auto_config: hands every waiting request over to the other pool (they stay counted as pending). */
+  takeAllPending(): PoolCallbacks[] {
+    return this.pending.splice(0);
+  }
+
+  /**
+   * auto_config: a connection another pool of this host opened negotiated h2 (it is already counted in the
+   * cluster's connections); `waiting` are that pool's queued requests, served here once the session is ready.
+   */
+  adopt(socket: Socket, waiting: PoolCallbacks[]): void {
+    const cl = this.cluster;
+    if (this.closed) {
+      socket.destroy();
+      cl.resources.connections--;
+      cl.stats.upstream_cx_active.dec();
+      cl.stats.upstream_cx_destroy.inc();
+      for (const cb of waiting) {
+        cl.resources.pendingRequests--;
+        cl.stats.upstream_rq_pending_active.dec();
+        cb.onPoolFailure('connection-termination', 'pool closed', this.host);
+      }
+      return;
     }
+    this.pending.push(...waiting);
+    cl.stats.upstream_cx_http2_total.inc();
+    this.connecting++;
+    this.onConnected(socket);
   }
 
   private pick(): Session | undefined {
@@ -125,11 +164,16 @@ export class H2Pool {
     this.connecting++;
     cl.resources.connections++;
     cl.stats.upstream_cx_total.inc();
-    cl.stats.upstream_cx_http2_total.inc();
+    // auto_config counts the protocol once ALPN has chosen it.
+    if (this.mixed === undefined) cl.stats.upstream_cx_http2_total.inc();
     cl.stats.upstream_cx_active.inc();
     const started = cl.now();
-    const opts = cl.connectOptions(this.host, this.transport);
-    if (opts.tls !== undefined) opts.tls = { ...opts.tls, ALPNProtocols: ['h2'] };
+    let opts;
+    if (this.mixed !== undefined) opts = this.mixed.connectOptions();
+    else {
+      opts = cl.connectOptions(this.host, this.transport);
+      if (opts.tls !== undefined) opts.tls = { ...opts.tls, ALPNProtocols: ['h2'] };
+    }
     connectUpstream(opts, (err, socket) => {
       if (err !== null || socket === null) {
         this.connecting--;
@@ -146,6 +190,15 @@ export class H2Pool {
         return;
       }
       cl.stats.upstream_cx_connect_ms.record(cl.now() - started);
+      if (this.mixed !== undefined) {
+        if (this.mixed.onHandshake(socket) === 'http1') {
+          // The host no longer offers h2: the HTTP/1.1 pool takes the connection and the waiting requests.
+          this.connecting--;
+          this.mixed.handOver(this, socket);
+          return;
+        }
+        cl.stats.upstream_cx_http2_total.inc();
+      }
       this.onConnected(socket);
     });
   }
