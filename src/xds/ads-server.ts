@@ -19,7 +19,7 @@ import type { DiscoveryRequest__Output } from './gen/envoy/service/discovery/v3/
 import type { DiscoveryResponse } from './gen/envoy/service/discovery/v3/DiscoveryResponse.ts';
 import type { Node__Output } from './gen/envoy/config/core/v3/Node.ts';
 import { protoIncludeDirs } from './protos.ts';
-import type { Snapshot, SnapshotResource, TypeSnapshot } from './snapshot.ts';
+import { EMPTY_TYPE, diffTypes, type Snapshot, type SnapshotResource, type TypeSnapshot } from './snapshot.ts';
 import type { NodeInfo, SnapshotCache } from './snapshot-cache.ts';
 import { PUSH_ORDER, TYPE_URLS, isFullStateType, shortTypeName } from './type-urls.ts';
 import { VHDS_CLIENT_FEATURE, vhdsTypes } from './vhds.ts';
@@ -528,9 +528,13 @@ interface SotwTypeState {
   dirty: boolean;
   sentVersion: string | undefined;
   sentNonce: string | undefined;
-  sent: Map<string, string>;
+  /**
+   * The resources of the last response, sorted by name, and of the last ACKed one. Kept as the snapshot's own
+   * (shared) objects, not as per-stream maps: thousands per type on each of hundreds of streams.
+   */
+  sent: readonly SnapshotResource[];
   ackedVersion: string | undefined;
-  acked: Map<string, string>;
+  acked: readonly SnapshotResource[];
   lastNack: NackInfo | undefined;
 }
 
@@ -568,9 +572,9 @@ class SotwStream extends AdsStream {
         dirty: true,
         sentVersion: undefined,
         sentNonce: undefined,
-        sent: new Map(),
+        sent: [],
         ackedVersion: undefined,
-        acked: new Map(),
+        acked: [],
         lastNack: undefined,
       };
       this.#types.set(typeUrl, st);
@@ -599,7 +603,7 @@ class SotwStream extends AdsStream {
       this.log.warn({ ...fields, keptVersion: req.version_info, errorDetail }, 'xDS NACK');
     } else {
       st.ackedVersion = st.sentVersion;
-      st.acked = new Map(st.sent);
+      st.acked = st.sent;
       this.count(st.typeUrl, 'acks');
       this.log.debug(fields, 'xDS ACK');
     }
@@ -623,7 +627,8 @@ class SotwStream extends AdsStream {
       st.dirty = false;
       return;
     }
-    const unchanged = st.sentVersion !== undefined && selected.length === st.sent.size && selected.every((r) => st.sent.get(r.name) === r.version);
+    const sent = st.sent;
+    const unchanged = st.sentVersion !== undefined && selected.length === sent.length && selected.every((r, i) => sent[i]!.name === r.name && sent[i]!.version === r.version);
     if (!st.dirty && unchanged) return;
     // A wildcard stream's response is every resource of the type: share its encoding with the other streams
     // given the same TypeSnapshot, unless this stream already sent that very response (nonces stay unique).
@@ -636,7 +641,7 @@ class SotwStream extends AdsStream {
       : encodeDiscoveryResponse({ version_info: all.version, resources: selected.map((r) => r.any), type_url: typeUrl, nonce });
     st.sentVersion = all.version;
     st.sentNonce = nonce;
-    st.sent = new Map(selected.map((r) => [r.name, r.version]));
+    st.sent = selected;
     st.dirty = false;
     this.count(typeUrl, 'pushes');
     this.log.debug({ type: shortTypeName(typeUrl), version: all.version, nonce, resources: selected.length }, 'xDS push');
@@ -651,9 +656,9 @@ class SotwStream extends AdsStream {
       names: [...st.names].sort(),
       sentVersion: st.sentVersion,
       sentNonce: st.sentNonce,
-      sent: Object.fromEntries(st.sent),
+      sent: Object.fromEntries(st.sent.map((r) => [r.name, r.version])),
       ackedVersion: st.ackedVersion,
-      acked: Object.fromEntries(st.acked),
+      acked: Object.fromEntries(st.acked.map((r) => [r.name, r.version])),
       lastNack: st.lastNack,
       counters: this.countersOf(typeUrl),
     };
@@ -663,22 +668,50 @@ class SotwStream extends AdsStream {
 interface DeltaTypeState {
   typeUrl: string;
   wildcard: boolean;
-  names: Set<string>;
-  /** Name → version the client holds, as far as we know (initial_resource_versions, then what we sent). */
-  client: Map<string, string>;
+  /** Subscribed names. Replaced, never mutated: a response in flight keeps the set it was sent under. */
+  names: ReadonlySet<string>;
+  /**
+   * What the client holds, name → version, while that is not simply {@link held}: from initial_resource_versions
+   * on the first request, and after a subscription change until the next push. Undefined otherwise.
+   */
+  client: Map<string, string> | undefined;
+  /**
+   * When `client` is undefined: the type whose resources, within the subscription, the client holds (what the
+   * last push brought it to). Kept as the snapshot's own shared object instead of a per-stream map of thousands of
+   * names, and the next push sends the difference to it, computed once for every stream making the same step.
+   */
+  held: TypeSnapshot | undefined;
   /** Newly subscribed names: if they don't exist, the next response says so in removed_resources. */
   unanswered: Set<string>;
-  /** Nonce → changes of that response (version, or null for removed), until ACKed or NACKed. */
-  inFlight: Map<string, Map<string, string | null>>;
+  /** Nonce → the state that response brings the client to, until ACKed or NACKed. */
+  inFlight: Map<string, HeldState>;
   sentVersion: string | undefined;
   sentNonce: string | undefined;
-  acked: Map<string, string>;
+  /** The state the last ACKed response brought the client to. */
+  acked: HeldState | undefined;
   lastNack: NackInfo | undefined;
-  /**
-   * Type version whose every resource the client was found to hold (or was sent), with no subscription change
-   * since: a push of the same version has nothing to compare (thousands of names per type at 1,000 services).
-   */
-  settledVersion: string | undefined;
+}
+
+/** A type within a subscription: what a client holds after a response. */
+interface HeldState {
+  type: TypeSnapshot;
+  wildcard: boolean;
+  names: ReadonlySet<string>;
+  /** Resources the response carried and names it removed (for logs). */
+  updated: number;
+  removed: number;
+}
+
+/** name → version of `held` within its subscription. */
+function heldVersions(h: { type: TypeSnapshot; wildcard: boolean; names: ReadonlySet<string> } | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (h === undefined) return out;
+  if (h.wildcard) for (const r of h.type.resources.values()) out.set(r.name, r.version);
+  else for (const name of h.names) {
+    const r = h.type.resources.get(name);
+    if (r !== undefined) out.set(name, r.version);
+  }
+  return out;
 }
 
 /** Incremental xDS: responses carry only what changed for the client, and removals by name. */
@@ -711,6 +744,7 @@ class DeltaStream extends AdsStream {
     }
     let st = this.#types.get(typeUrl);
     const subscribe = req.resource_names_subscribe;
+    const unsubscribe = req.resource_names_unsubscribe;
     if (st === undefined) {
       st = {
         typeUrl,
@@ -719,40 +753,45 @@ class DeltaStream extends AdsStream {
         names: new Set(),
         // initial_resource_versions is honoured on the first request of a type on a stream only.
         client: new Map(Object.entries(req.initial_resource_versions ?? {})),
+        held: undefined,
         unanswered: new Set(),
         inFlight: new Map(),
         sentVersion: undefined,
         sentNonce: undefined,
-        acked: new Map(),
+        acked: undefined,
         lastNack: undefined,
-        settledVersion: undefined,
       };
       this.#types.set(typeUrl, st);
     } else if (req.response_nonce !== '') {
       this.#ackOrNack(st, req);
     }
+    if (subscribe.length === 0 && unsubscribe.length === 0) return;
+    // What the client holds is about to be read against a new subscription: spell it out first.
+    st.client ??= heldVersions({ type: st.held ?? EMPTY_TYPE, wildcard: st.wildcard, names: st.names });
+    st.held = undefined;
+    const names = new Set(st.names);
     for (const name of subscribe) {
       if (name === '*') st.wildcard = true;
-      else if (!st.names.has(name)) {
-        st.names.add(name);
+      else if (!names.has(name)) {
+        names.add(name);
         st.unanswered.add(name);
       }
     }
-    for (const name of req.resource_names_unsubscribe) {
+    for (const name of unsubscribe) {
       if (name === '*') st.wildcard = false;
       else {
-        st.names.delete(name);
+        names.delete(name);
         st.unanswered.delete(name);
       }
     }
+    st.names = names;
     // The client forgets what it unsubscribed from; anything outside the subscription is not held any more.
-    if (!st.wildcard) for (const name of st.client.keys()) if (!st.names.has(name)) st.client.delete(name);
-    if (subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) st.settledVersion = undefined;
+    if (!st.wildcard) for (const name of st.client.keys()) if (!names.has(name)) st.client.delete(name);
   }
 
   #ackOrNack(st: DeltaTypeState, req: DeltaDiscoveryRequest__Output): void {
-    const changes = st.inFlight.get(req.response_nonce);
-    if (changes === undefined) {
+    const state = st.inFlight.get(req.response_nonce);
+    if (state === undefined) {
       this.log.debug({ type: shortTypeName(st.typeUrl), nonce: req.response_nonce }, 'unknown or stale nonce');
       return;
     }
@@ -761,17 +800,14 @@ class DeltaStream extends AdsStream {
       st.inFlight.delete(nonce);
       if (nonce === req.response_nonce) break;
     }
-    const fields = { type: shortTypeName(st.typeUrl), nonce: req.response_nonce, resources: Object.fromEntries(changes) };
+    const fields = { type: shortTypeName(st.typeUrl), nonce: req.response_nonce, version: state.type.version, updated: state.updated, removed: state.removed };
     if (req.error_detail) {
       const errorDetail = { code: req.error_detail.code, message: req.error_detail.message };
       st.lastNack = { rejectedVersion: req.response_nonce, nonce: req.response_nonce, errorDetail, at: this.ctx.now() };
       this.count(st.typeUrl, 'nacks');
       this.log.warn({ ...fields, errorDetail }, 'xDS NACK');
     } else {
-      for (const [name, version] of changes) {
-        if (version === null) st.acked.delete(name);
-        else st.acked.set(name, version);
-      }
+      st.acked = state;
       this.count(st.typeUrl, 'acks');
       this.log.debug(fields, 'xDS ACK');
     }
@@ -781,32 +817,37 @@ class DeltaStream extends AdsStream {
     const st = this.#types.get(typeUrl)!;
     const type = this.#typeOf(typeUrl, snapshot);
     const version = type.version;
-    if (st.settledVersion === version && st.unanswered.size === 0) return;
+    // Settled: the client already holds this version of the type within its subscription.
+    if (st.client === undefined && st.held?.version === version && st.unanswered.size === 0) return;
     const all = type.resources;
-    const scope = st.wildcard ? new Set([...all.keys(), ...st.names]) : st.names;
-    const updated: SnapshotResource[] = [];
+    let updated: SnapshotResource[];
     const removed = new Set<string>();
-    for (const name of scope) {
-      const r = all.get(name);
-      if (r !== undefined && st.client.get(name) !== r.version) updated.push(r);
+    if (st.client === undefined && st.held !== undefined && st.unanswered.size === 0) {
+      // The client holds the last type pushed (within its subscription) and nothing else: send the difference,
+      // the same for every stream of a proxy class, instead of comparing thousands of names per stream.
+      const diff = diffTypes(st.held, type);
+      updated = st.wildcard ? [...diff.updated] : diff.updated.filter((r) => st.names.has(r.name));
+      const wasHeld = st.wildcard ? (): boolean => true : (name: string): boolean => st.names.has(name);
+      for (const name of diff.removed) if (wasHeld(name)) removed.add(name);
+    } else {
+      const client = st.client ?? heldVersions({ type: st.held ?? EMPTY_TYPE, wildcard: st.wildcard, names: st.names });
+      const scope = st.wildcard ? new Set([...all.keys(), ...st.names]) : st.names;
+      updated = [];
+      for (const name of scope) {
+        const r = all.get(name);
+        if (r !== undefined && client.get(name) !== r.version) updated.push(r);
+      }
+      for (const name of client.keys()) if (!all.has(name)) removed.add(name);
+      // xDS protocol doc ("Knowing When a Requested Resource Does Not Exist"): in the incremental variants the
+      // server answers a subscription to a resource that does not exist with its name in removed_resources.
+      for (const name of st.unanswered) if (!all.has(name)) removed.add(name);
+      st.unanswered.clear();
+      updated.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     }
-    for (const name of st.client.keys()) if (!all.has(name)) removed.add(name);
-    // xDS protocol doc ("Knowing When a Requested Resource Does Not Exist"): in the incremental variants the
-    // server answers a subscription to a resource that does not exist with its name in removed_resources.
-    for (const name of st.unanswered) if (!all.has(name)) removed.add(name);
-    st.unanswered.clear();
-    st.settledVersion = version;
+    // From here the client holds `type` within its subscription (or will, once it applies this response).
+    st.client = undefined;
+    st.held = type;
     if (updated.length === 0 && removed.size === 0) return;
-    updated.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const changes = new Map<string, string | null>();
-    for (const r of updated) {
-      st.client.set(r.name, r.version);
-      changes.set(r.name, r.version);
-    }
-    for (const name of removed) {
-      st.client.delete(name);
-      changes.set(name, null);
-    }
     const removedNames = [...removed].sort();
     const encode = (nonce: string): Buffer => encodeDeltaDiscoveryResponse({
       system_version_info: version,
@@ -822,7 +863,7 @@ class DeltaStream extends AdsStream {
       : undefined;
     const shared = key !== undefined ? this.ctx.shared.get(type, key, encode) : undefined;
     const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
-    st.inFlight.set(nonce, changes);
+    st.inFlight.set(nonce, { type, wildcard: st.wildcard, names: st.names, updated: updated.length, removed: removedNames.length });
     if (st.inFlight.size > MAX_IN_FLIGHT) st.inFlight.delete(st.inFlight.keys().next().value!);
     st.sentVersion = version;
     st.sentNonce = nonce;
@@ -834,15 +875,16 @@ class DeltaStream extends AdsStream {
 
   typeStatus(typeUrl: string): TypeStatus {
     const st = this.#types.get(typeUrl)!;
+    const sent = st.client ?? heldVersions(st.held === undefined ? undefined : { type: st.held, wildcard: st.wildcard, names: st.names });
     return {
       typeUrl,
       wildcard: st.wildcard,
       names: [...st.names].sort(),
       sentVersion: st.sentVersion,
       sentNonce: st.sentNonce,
-      sent: Object.fromEntries(st.client),
+      sent: Object.fromEntries(sent),
       ackedVersion: undefined,
-      acked: Object.fromEntries(st.acked),
+      acked: Object.fromEntries(heldVersions(st.acked)),
       lastNack: st.lastNack,
       counters: this.countersOf(typeUrl),
     };

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { unpackAny } from './any.ts';
 import type { Cluster__Output } from './gen/envoy/config/cluster/v3/Cluster.ts';
-import { EncodingCache, SnapshotError, createSnapshot } from './snapshot.ts';
+import { EncodingCache, SnapshotError, createSnapshot, diffTypes } from './snapshot.ts';
 import { SnapshotCache, type NodeInfo } from './snapshot-cache.ts';
 import { edsCluster, loadAssignment, rdsListener, routeConfig, tcpListener } from './testdata/resources.ts';
 import { TYPE_URLS } from './type-urls.ts';
@@ -120,6 +120,30 @@ describe('createSnapshot', () => {
 
   it('checks listeners on ports too', () => {
     assert.throws(() => createSnapshot({ listeners: [rdsListener('l', 'missing', { port: 8080 })] }), /filter_chains\[0\]\.filters\[0\]\.typed_config\.rds\.route_config_name: RouteConfiguration "missing"/);
+  });
+});
+
+describe('diffTypes', () => {
+  const endpoints = ['a', 'b', 'c', 'm', 'x', 'y'].map((n) => loadAssignment(n, [{ port: 1000 }]));
+  const clusters = (shared: ReturnType<typeof edsCluster>[], own: ReturnType<typeof edsCluster>[]) =>
+    createSnapshot({ endpoints, clusters: { shared, own } }).ofType(TYPE_URLS.cluster);
+
+  it('gives what changed between two layered types, a name moved between the parts counting only if its content changed', () => {
+    const prev = clusters([edsCluster('a'), edsCluster('b'), edsCluster('c'), edsCluster('m')], [edsCluster('x')]);
+    const next = clusters([edsCluster('a'), edsCluster('b', { connectTimeoutMs: 900 })], [edsCluster('m'), edsCluster('x'), edsCluster('y')]);
+    const d = diffTypes(prev, next);
+    assert.deepEqual(d.updated.map((r) => r.name), ['b', 'y']);
+    assert.deepEqual(d.removed, ['c']);
+    assert.deepEqual(diffTypes(next, next), { updated: [], removed: [] });
+  });
+
+  it('diffs plain types once per pair of types', () => {
+    const prev = createSnapshot({ endpoints: endpoints.slice(0, 2) }).ofType(TYPE_URLS.endpoint);
+    const next = createSnapshot({ endpoints: [loadAssignment('a', [{ port: 1001 }]), endpoints[2]!] }).ofType(TYPE_URLS.endpoint);
+    const d = diffTypes(prev, next);
+    assert.deepEqual(d.updated.map((r) => r.name), ['a', 'c']);
+    assert.deepEqual(d.removed, ['b']);
+    assert.equal(diffTypes(prev, next), d);
   });
 });
 

@@ -69,7 +69,8 @@ export class SnapshotError extends SloopError {
   }
 }
 
-const EMPTY_TYPE: TypeSnapshot = { version: hashEntries([]), resources: new Map() };
+/** A type with no resources. */
+export const EMPTY_TYPE: TypeSnapshot = { version: hashEntries([]), resources: new Map() };
 
 /** An immutable set of resources for one node. Build it with {@link createSnapshot}. */
 export class Snapshot {
@@ -384,6 +385,52 @@ class LayeredMap implements ReadonlyMap<string, SnapshotResource> {
     return this.entries();
   }
 }
+
+/** What changed between two versions of a type: resources added or changed, and names gone. */
+export interface TypeDiff {
+  readonly updated: readonly SnapshotResource[];
+  readonly removed: readonly string[];
+}
+
+const EMPTY_DIFF: TypeDiff = { updated: [], removed: [] };
+const mapDiffs = new WeakMap<ReadonlyMap<string, SnapshotResource>, WeakMap<ReadonlyMap<string, SnapshotResource>, TypeDiff>>();
+
+/**
+ * The change from `prev` to `next` (names in order), as a delta stream holding all of `prev` must be sent it. Plain
+ * maps are compared once per pair (many streams of a proxy class go from the same type to the same type); for
+ * layered types the shared parts are, and each node's own parts are compared on their own (they are small).
+ */
+export function diffTypes(prev: TypeSnapshot, next: TypeSnapshot): TypeDiff {
+  if (prev === next || prev.version === next.version) return EMPTY_DIFF;
+  const a = prev.resources;
+  const b = next.resources;
+  if (!(a instanceof LayeredMap) || !(b instanceof LayeredMap)) return diffMaps(a, b, true);
+  // Per part, then checked against the whole types: a name may have moved between the parts.
+  const shared = diffMaps(a.shared, b.shared, true);
+  const own = diffMaps(a.own, b.own, false);
+  const updated = [...shared.updated, ...own.updated].filter((r) => a.get(r.name)?.version !== r.version);
+  const removed = [...shared.removed, ...own.removed].filter((n) => !b.has(n));
+  return { updated: updated.sort(byName), removed: removed.sort() };
+}
+
+function diffMaps(a: ReadonlyMap<string, SnapshotResource>, b: ReadonlyMap<string, SnapshotResource>, cache: boolean): TypeDiff {
+  if (a === b) return EMPTY_DIFF;
+  let byNext = cache ? mapDiffs.get(a) : undefined;
+  const hit = byNext?.get(b);
+  if (hit !== undefined) return hit;
+  const updated: SnapshotResource[] = [];
+  const removed: string[] = [];
+  for (const r of b.values()) if (a.get(r.name)?.version !== r.version) updated.push(r);
+  for (const name of a.keys()) if (!b.has(name)) removed.push(name);
+  const diff: TypeDiff = { updated, removed };
+  if (cache) {
+    if (byNext === undefined) mapDiffs.set(a, (byNext = new WeakMap()));
+    byNext.set(b, diff);
+  }
+  return diff;
+}
+
+const byName = (x: SnapshotResource, y: SnapshotResource): number => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
 
 /** The version of a layered type: a hash of its parts' versions. */
 function hashVersions(shared: string, own: string): string {

@@ -90,7 +90,11 @@ export function buildRegistry(model: ConfigModel, proxies: readonly ProxyInfo[])
   const diagnostics: Diagnostic[] = [];
   const sidecars = [...proxies].filter((p) => p.type === 'sidecar').sort((a, b) => cmp(a.id, b.id));
   const services: RegistryService[] = [];
-  for (const svc of model.services) services.push(fromKubernetesService(svc, sidecars, model.workloadEntries));
+  // Selector candidates by namespace and one label, so a Service looks at its workloads only (1,000 Services x 500
+  // proxies was most of a push's registry time); the selector is still checked in full.
+  const proxiesByLabel = byNamespaceLabel(sidecars, (p) => p.namespace, (p) => p.labels);
+  const entriesByLabel = byNamespaceLabel(model.workloadEntries, (w) => w.namespace, (w) => w.spec.labels ?? {});
+  for (const svc of model.services) services.push(fromKubernetesService(svc, proxiesByLabel, entriesByLabel));
   for (const se of model.serviceEntries) services.push(...fromServiceEntry(se, sidecars, model.workloadEntries));
   services.sort((a, b) => cmp(a.hostname, b.hostname) || cmp(kindRank(a), kindRank(b)) || cmp(a.namespace, b.namespace) || cmp(a.name, b.name));
   const byHost = new Map<string, RegistryService>();
@@ -112,13 +116,35 @@ function kindRank(s: RegistryService): string {
   return s.kind === 'Service' ? '0' : '1';
 }
 
-function fromKubernetesService(svc: KubernetesService, proxies: readonly ProxyInfo[], entries: readonly WorkloadEntry[]): RegistryService {
+/** Items by `namespace \0 key \0 value` for each of their labels, in the given order. */
+type LabelIndex<T> = ReadonlyMap<string, readonly T[]>;
+
+function byNamespaceLabel<T>(items: readonly T[], ns: (t: T) => string, labels: (t: T) => Readonly<Record<string, string>>): LabelIndex<T> {
+  const index = new Map<string, T[]>();
+  for (const item of items) {
+    for (const [k, v] of Object.entries(labels(item))) {
+      const key = `${ns(item)}\0${k}\0${v}`;
+      const list = index.get(key);
+      if (list === undefined) index.set(key, [item]);
+      else list.push(item);
+    }
+  }
+  return index;
+}
+
+/** The items of `namespace` that may match a non-empty `selector`: those with its first label. */
+function candidates<T>(index: LabelIndex<T>, namespace: string, selector: Readonly<Record<string, string>>): readonly T[] {
+  const [k, v] = Object.entries(selector)[0]!;
+  return index.get(`${namespace}\0${k}\0${v}`) ?? [];
+}
+
+function fromKubernetesService(svc: KubernetesService, proxies: LabelIndex<ProxyInfo>, entries: LabelIndex<WorkloadEntry>): RegistryService {
   const ports: RegistryPort[] = svc.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, targetPort: p.targetPort }));
   const endpoints = new Map<number, RegistryEndpoint[]>();
   for (const p of ports) endpoints.set(p.port, []);
   if (svc.selector !== undefined && Object.keys(svc.selector).length > 0) {
     const selector = svc.selector;
-    for (const proxy of proxies) {
+    for (const proxy of candidates(proxies, svc.namespace, selector)) {
       if (proxy.namespace !== svc.namespace || !selectorMatches(selector, proxy.labels) || proxy.ips.length === 0) continue;
       for (const p of ports) {
         const target = typeof p.targetPort === 'number' ? p.targetPort : proxy.podPorts.find((pp) => pp.name === p.targetPort)?.containerPort;
@@ -129,7 +155,7 @@ function fromKubernetesService(svc: KubernetesService, proxies: readonly ProxyIn
         });
       }
     }
-    for (const we of entries) {
+    for (const we of candidates(entries, svc.namespace, selector)) {
       const labels = we.spec.labels ?? {};
       if (we.namespace !== svc.namespace || !selectorMatches(selector, labels) || !we.spec.address) continue;
       for (const p of ports) {

@@ -26,6 +26,11 @@ export class PushContext {
   /** Problems found while indexing (conflicting VirtualServices, …); per-proxy builds add their own. */
   readonly diagnostics: readonly Diagnostic[];
   readonly #destinationRules: HostIndexed<DestinationRule>[] = [];
+  /** DestinationRules by exact host, and the wildcard ones, each with its place in model order (ties keep it). */
+  readonly #destinationRulesByHost = new Map<string, (HostIndexed<DestinationRule> & { order: number })[]>();
+  readonly #wildcardDestinationRules: (HostIndexed<DestinationRule> & { order: number })[] = [];
+  /** Kubernetes-kind registry services by namespace, in registry order (servicesOf's candidates). */
+  readonly #servicesByNamespace = new Map<string, RegistryService[]>();
   readonly #sidecarsByNamespace = new Map<string, Sidecar[]>();
   /** Mesh VirtualServices by exact host (the first VirtualService per host is used) and the wildcard ones. */
   readonly #virtualServiceByHost = new Map<string, VirtualService>();
@@ -67,7 +72,22 @@ export class PushContext {
       ? previous.#byClass
       : new Map();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
-    for (const dr of model.destinationRules) this.#destinationRules.push({ host: resolveShortname(dr.spec.host, dr.namespace), resource: dr });
+    for (const dr of model.destinationRules) {
+      const indexed = { host: resolveShortname(dr.spec.host, dr.namespace), resource: dr, order: this.#destinationRules.length };
+      this.#destinationRules.push(indexed);
+      if (indexed.host.startsWith('*')) this.#wildcardDestinationRules.push(indexed);
+      else {
+        const list = this.#destinationRulesByHost.get(indexed.host);
+        if (list === undefined) this.#destinationRulesByHost.set(indexed.host, [indexed]);
+        else list.push(indexed);
+      }
+    }
+    for (const s of registry.services) {
+      if (s.kind !== 'Service') continue;
+      const list = this.#servicesByNamespace.get(s.namespace);
+      if (list === undefined) this.#servicesByNamespace.set(s.namespace, [s]);
+      else list.push(s);
+    }
     const seen = new Map<string, VirtualService>();
     for (const vs of model.virtualServices) {
       if (!vs.gateways.includes('mesh')) continue;
@@ -150,10 +170,12 @@ export class PushContext {
    * DestinationRules with a workloadSelector apply only to the proxies they select.
    */
   destinationRule(proxy: ProxyInfo, host: string, serviceNamespace: string): DestinationRule | undefined {
-    const candidates = this.#destinationRules.filter((d) => {
+    // Candidates in model order (equal ranks keep the first): the host's own, then wildcards that match it.
+    const exact = this.#destinationRulesByHost.get(host) ?? [];
+    const wild = this.#wildcardDestinationRules.filter((d) => hostsMatch(d.host, host));
+    const candidates = (wild.length === 0 ? exact : [...exact, ...wild].sort((a, b) => a.order - b.order)).filter((d) => {
       const sel = d.resource.spec.workloadSelector?.matchLabels;
-      if (sel !== undefined && (d.resource.namespace !== proxy.namespace || !selectorMatches(sel, proxy.labels))) return false;
-      return d.host === host || (d.host.startsWith('*') && hostsMatch(d.host, host));
+      return sel === undefined || (d.resource.namespace === proxy.namespace && selectorMatches(sel, proxy.labels));
     });
     if (candidates.length === 0) return undefined;
     const rank = (d: HostIndexed<DestinationRule>): number =>
@@ -219,8 +241,7 @@ export class PushContext {
 
   /** Services whose selector selects the proxy's workload (its inbound side), sorted by hostname. */
   servicesOf(proxy: ProxyInfo): RegistryService[] {
-    return this.registry.services.filter((s) => {
-      if (s.kind !== 'Service' || s.namespace !== proxy.namespace) return false;
+    return (this.#servicesByNamespace.get(proxy.namespace) ?? []).filter((s) => {
       const svc = this.#kubernetesServices.get(`${s.namespace}/${s.hostname}`);
       const sel = svc?.selector;
       return sel !== undefined && Object.keys(sel).length > 0 && selectorMatches(sel, proxy.labels);
