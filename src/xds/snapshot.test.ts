@@ -123,6 +123,29 @@ describe('createSnapshot', () => {
   });
 });
 
+describe('RouteConfiguration encoding from cached virtual hosts', () => {
+  it('gives the very bytes of encoding the whole table, and reuses a virtual host encoded before', () => {
+    const rc = {
+      name: '8080',
+      virtual_hosts: [
+        { name: 'a', domains: ['a', 'a:8080'], routes: [{ match: { prefix: '/' }, route: { cluster: 'x', timeout: { seconds: 0 } } }] },
+        { name: 'b', domains: ['b'], routes: [{ match: { path: '/p' }, direct_response: { status: 200 } }] },
+      ],
+      validate_clusters: { value: false },
+      request_headers_to_remove: ['x-h'],
+      vhds: { config_source: { ads: {} } },
+    };
+    const cache = new EncodingCache();
+    const plain = createSnapshot({ routes: [rc] }).ofType(TYPE_URLS.route).resources.get('8080')!;
+    const cached = createSnapshot({ routes: [rc] }, { cache }).ofType(TYPE_URLS.route).resources.get('8080')!;
+    assert.deepEqual(cached.any.value, plain.any.value);
+    assert.equal(cached.version, plain.version);
+    assert.equal(cache.size, 2, 'one entry per virtual host (tables are cached by identity only)');
+    createSnapshot({ routes: [{ ...rc, name: '9090' }] }, { cache });
+    assert.equal(cache.size, 2, 'the other table reused both virtual hosts');
+  });
+});
+
 describe('diffTypes', () => {
   const endpoints = ['a', 'b', 'c', 'm', 'x', 'y'].map((n) => loadAssignment(n, [{ port: 1000 }]));
   const clusters = (shared: ReturnType<typeof edsCluster>[], own: ReturnType<typeof edsCluster>[]) =>

@@ -8,6 +8,7 @@
  * otherwise, so a client never waits on a resource the control plane will not send.
  */
 import { createHash } from 'node:crypto';
+import protobuf from 'protobufjs';
 import { SloopError, formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { packAny, unpackAny, type PackedAny } from './any.ts';
 import type { Cluster, Cluster__Output } from './gen/envoy/config/cluster/v3/Cluster.ts';
@@ -192,6 +193,46 @@ export class EncodingCache {
   }
 }
 
+/** RouteConfiguration.virtual_hosts (envoy/config/route/v3/route.proto). */
+const RC_VIRTUAL_HOSTS_FIELD = 2;
+
+/**
+ * A RouteConfiguration's encoding assembled from its virtual hosts' encodings, each found in the cache by its JSON
+ * (a virtual host is about a KiB; a table holds one per service, and a VirtualService edit changes one of them,
+ * so re-encoding every table of every proxy class was most of such a push). The bytes are exactly what encoding
+ * the whole message gives: fields in number order, the virtual hosts as field 2 in their order.
+ */
+function packRouteConfiguration(rc: RouteConfiguration, cache: EncodingCache): PackedAny {
+  const hosts = rc.virtual_hosts ?? [];
+  if (hosts.length === 0) return packAny(TYPE_URLS.route, rc);
+  const rest = packAny(TYPE_URLS.route, { ...rc, virtual_hosts: [] }).value;
+  const parts: Buffer[] = [];
+  // Field 1 (name) comes before the virtual hosts; every other field after them.
+  const reader = protobuf.Reader.create(rest);
+  let split = 0;
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag >>> 3 > RC_VIRTUAL_HOSTS_FIELD) break;
+    reader.skipType(tag & 7);
+    split = reader.pos;
+  }
+  parts.push(rest.subarray(0, split));
+  const writer = protobuf.Writer.create();
+  for (const vh of hosts) {
+    const key = `${TYPE_URLS.virtualHost}\n${JSON.stringify(vh)}`;
+    let encoded = cache.get(key);
+    if (encoded === undefined) {
+      encoded = snapshotResource('', packAny(TYPE_URLS.virtualHost, vh));
+      cache.set(key, encoded);
+    }
+    writer.uint32((RC_VIRTUAL_HOSTS_FIELD << 3) | 2).uint32(encoded.any.value.length);
+    parts.push(Buffer.from(writer.finish()), encoded.any.value);
+    writer.reset();
+  }
+  parts.push(rest.subarray(split));
+  return { type_url: TYPE_URLS.route, value: Buffer.concat(parts) };
+}
+
 /** EDS service names of encoded clusters (null: not EDS), so a cluster shared by many snapshots is decoded once. */
 const edsNames = new WeakMap<SnapshotResource, { name: string; field: string } | null>();
 
@@ -308,7 +349,9 @@ function typeOfList(kind: Prepared, list: readonly object[], cache: EncodingCach
     }
     let any: PackedAny;
     try {
-      any = packAny(kind.typeUrl, resource);
+      any = kind.typeUrl === TYPE_URLS.route && cache !== undefined
+        ? packRouteConfiguration(resource as RouteConfiguration, cache)
+        : packAny(kind.typeUrl, resource);
     } catch (err) {
       diagnostics.push(error(path, `cannot encode ${shortKind(kind.typeUrl)} "${name}": ${(err as Error).message}`));
       return;

@@ -305,3 +305,16 @@ extensionProviders:
   const other = validateText('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata: {mesh: 3}\n');
   assert.deepEqual([other.diagnostics, other.model.meshConfigs.length, other.model.others.length], [[], 0, 1]);
 });
+
+test('a document validated cleanly before gives the very same resources again, unless its name is now taken', () => {
+  const vs = parseDocuments('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: ns}\nspec: {hosts: [r], http: [{route: [{destination: {host: r}}]}]}\n', 'a.yaml').documents;
+  const first = validateDocuments(vs);
+  const again = validateDocuments(vs);
+  assert.equal(again.model.virtualServices[0], first.model.virtualServices[0]);
+  assert.deepEqual(again.diagnostics, []);
+  // Another file now defines the same VirtualService first: the cached one is validated again and refused.
+  const other = parseDocuments('apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: ns}\nspec: {hosts: [r], tcp: [{route: [{destination: {host: r}}]}]}\n', '0.yaml').documents;
+  const both = validateDocuments([...other, ...vs]);
+  assert.equal(both.model.virtualServices.length, 1);
+  assert.match(both.diagnostics[0]?.message ?? '', /duplicate VirtualService ns\/r: first defined at 0\.yaml:1/);
+});

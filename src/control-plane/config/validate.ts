@@ -49,6 +49,9 @@ const SPEC_SCHEMAS: Record<NetworkingKind | SecurityKind, z.ZodType> = {
 
 const TOP_LEVEL = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
 
+/** Every list of the model. */
+const MODEL_FIELDS = Object.keys(emptyModel()) as (keyof Mutable)[];
+
 interface Mutable {
   virtualServices: VirtualService[];
   destinationRules: DestinationRule[];
@@ -74,9 +77,31 @@ export function validateDocuments(documents: readonly RawDocument[]): { model: C
   const model = emptyModel() as Mutable;
   const diagnostics: Diagnostic[] = [];
   const seen = new Map<string, Origin>();
-  for (const doc of documents) validateDocument(doc, model, diagnostics, seen);
+  for (const doc of documents) {
+    // A document parsed before (the loader's ParseCache hands back the same object for an unchanged file) that
+    // validated cleanly gives the same resources again, as the same objects: a push then finds its kind unchanged
+    // by identity instead of comparing every resource's JSON. Unless its name is now taken by an earlier document.
+    const hit = validatedDocuments.get(doc);
+    if (hit !== undefined && !seen.has(hit.key)) {
+      seen.set(hit.key, hit.origin);
+      for (const [field, resource] of hit.added) (model[field] as unknown[]).push(resource);
+      continue;
+    }
+    const before = diagnostics.length;
+    const lengths = MODEL_FIELDS.map((f) => model[f].length);
+    const registered = validateDocument(doc, model, diagnostics, seen);
+    if (registered === undefined || diagnostics.length !== before) continue;
+    const added: [keyof Mutable, unknown][] = [];
+    MODEL_FIELDS.forEach((f, i) => {
+      for (const r of model[f].slice(lengths[i])) added.push([f, r]);
+    });
+    validatedDocuments.set(doc, { key: registered, origin: seen.get(registered)!, added });
+  }
   return { model, diagnostics };
 }
+
+/** Clean validations by document: the name it registered and the resources it added (see validateDocuments). */
+const validatedDocuments = new WeakMap<RawDocument, { key: string; origin: Origin; added: readonly [keyof Mutable, unknown][] }>();
 
 interface ResourceId {
   kind?: string;
@@ -93,7 +118,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnostic[], seen: Map<string, Origin>): void {
+/** Validates one document into `model`; returns the `Kind namespace/name` it registered, if it took the main path. */
+function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnostic[], seen: Map<string, Origin>): string | undefined {
   const v = doc.value;
   if (!isRecord(v)) {
     report(diagnostics, doc, {}, [], `a document must be a mapping with apiVersion and kind, found ${typeName(v)}`);
@@ -241,6 +267,7 @@ function validateDocument(doc: RawDocument, model: Mutable, diagnostics: Diagnos
     default:
       model.policies.push({ kind: kind as ShallowKind, ...base, spec: spec as Record<string, unknown> });
   }
+  return key;
 }
 
 /**

@@ -76,9 +76,17 @@ export function buildProxyConfig(push: PushContext, proxy: ProxyInfo): ProxyConf
     const endpoints = buildEndpoints(push, p, services);
     return { resources: { clusters, endpoints }, diagnostics };
   });
-  const inboundClusters = buildInboundClusters(push, proxy);
-  const inboundDiagnostics: Diagnostic[] = [];
-  const inboundListeners = buildInboundListeners(push, proxy, inboundDiagnostics);
+  // The proxy's own side: kept across pushes that change nothing it reads (PushContext.memoInbound), so its
+  // objects are found by identity in the EncodingCache instead of being rebuilt and compared for every proxy.
+  const inbound = push.memoInbound(proxy, () => {
+    const diagnostics: Diagnostic[] = [];
+    const clusters = buildInboundClusters(push, proxy);
+    const listeners = buildInboundListeners(push, proxy, diagnostics);
+    return { clusters, listeners, diagnostics };
+  });
+  const inboundClusters = inbound.clusters;
+  const inboundDiagnostics = inbound.diagnostics;
+  const inboundListeners = inbound.listeners;
   const layers = {
     clusters: { shared: withEndpoints.resources.clusters, own: inboundClusters },
     listeners: { shared: free.resources.listeners, own: inboundListeners },

@@ -65,4 +65,31 @@ describe('PushContext reuse across pushes', () => {
     const svcEdit = push((y) => y.replace('ports: [{port: 9080, name: http}]\n  selector: {app: ratings}', 'ports: [{port: 9081, name: http}]\n  selector: {app: ratings}') + workloadEntry, weAdded);
     assert.notEqual(buildProxyConfig(svcEdit, proxy(svcEdit)).resources.routes, a.resources.routes);
   });
+
+  it('keeps a connected proxy\'s inbound listeners and clusters across VirtualService and endpoint changes, not across a policy change', () => {
+    // One ProxyInfo object for the connected proxy, as the control plane keeps it while the node stays connected.
+    const first = push((y) => y);
+    const p = proxy(first);
+    const at = (edit: (y: string) => string, previous: PushContext) => {
+      const { documents } = parseDocuments(edit(BOOKINFO), 'bookinfo.yaml');
+      const { model } = validateDocuments(documents);
+      return createPushContext(model, buildRegistry(model, [p]), previous);
+    };
+    const one = at((y) => y, first);
+    const a = buildProxyConfig(one, p);
+    const vsEdit = at((y) => y.replace('weight: 80', 'weight: 70').replace('weight: 20', 'weight: 30'), one);
+    const b = buildProxyConfig(vsEdit, p);
+    assert.equal(b.layers.listeners.own, a.layers.listeners.own);
+    assert.equal(b.layers.clusters.own, a.layers.clusters.own);
+    // Another proxy object (a reconnect) is built afresh, equal in content.
+    const c = buildProxyConfig(vsEdit, proxy(vsEdit));
+    assert.notEqual(c.layers.listeners.own, a.layers.listeners.own);
+    assert.deepEqual(c.layers.listeners.own, a.layers.listeners.own);
+    // A mesh-wide AuthorizationPolicy changes every inbound listener: rebuilt.
+    const policy = '\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: istio-system}\nspec: {}\n';
+    const withPolicy = at((y) => y.replace('weight: 80', 'weight: 70').replace('weight: 20', 'weight: 30') + policy, vsEdit);
+    const d = buildProxyConfig(withPolicy, p);
+    assert.notEqual(d.layers.listeners.own, a.layers.listeners.own);
+    assert.notDeepEqual(d.layers.listeners.own, a.layers.listeners.own);
+  });
 });

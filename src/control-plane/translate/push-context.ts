@@ -46,6 +46,10 @@ export class PushContext {
   readonly #byClass: Map<string, unknown>;
   /** Per-class builds that depend on the model and the registry's services but not on endpoints. */
   readonly #byClassEndpointFree: Map<string, unknown>;
+  /** Per-proxy inbound builds (see {@link memoInbound}), by the connected proxy's own object. */
+  readonly #inbound: WeakMap<ProxyInfo, unknown>;
+  /** servicesOf per proxy, within this push. */
+  readonly #servicesOf = new WeakMap<ProxyInfo, RegistryService[]>();
 
   /**
    * @param previous the last push, if any. When it was made from the same model but for endpoint kinds (a proxy
@@ -62,13 +66,22 @@ export class PushContext {
     this.jwks = inputs.jwks ?? new Map();
     // Routes and listeners read no endpoint and no WorkloadEntry: after a change of endpoints only (a proxy came
     // or went, a WorkloadEntry was added or edited) they are still right.
-    this.#byClassEndpointFree = previous !== undefined && (previous.model === model || sameModelExcept(previous.model, model, ENDPOINT_KINDS)) && sameServices(previous.registry, registry)
+    // Which kinds of the model differ from the previous push's (compared once, then read by each reuse rule).
+    const changed = previous === undefined ? undefined : previous.model === model ? new Set<keyof ConfigModel>() : changedKinds(previous.model, model);
+    const onlyChanged = (allowed: readonly (keyof ConfigModel)[]): boolean => changed !== undefined && [...changed].every((k) => allowed.includes(k));
+    this.#byClassEndpointFree = previous !== undefined && onlyChanged(ENDPOINT_KINDS) && sameServices(previous.registry, registry)
       ? previous.#byClassEndpointFree
       : new Map();
+    // A proxy's inbound listeners and clusters read its workload's services (not their endpoints) and the
+    // security, telemetry and mesh config, never a VirtualService or an endpoint: after a change of only those,
+    // with the same services and fetched key sets, each connected proxy's are still right.
+    this.#inbound = previous !== undefined && onlyChanged([...ENDPOINT_KINDS, 'virtualServices']) && sameServices(previous.registry, registry) && sameMap(previous.jwks, inputs.jwks ?? new Map())
+      ? previous.#inbound
+      : new WeakMap();
     // Clusters and endpoints read no VirtualService: after an edit of VirtualServices only (the commonest
     // change), with the same registry, the previous push's are still right, and their objects (already encoded,
     // found by identity in the EncodingCache) are reused instead of rebuilt for every class.
-    this.#byClass = previous !== undefined && (previous.model === model || sameModelExcept(previous.model, model, ['virtualServices'])) && sameRegistry(previous.registry, registry)
+    this.#byClass = previous !== undefined && onlyChanged(['virtualServices']) && sameRegistry(previous.registry, registry)
       ? previous.#byClass
       : new Map();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
@@ -151,6 +164,17 @@ export class PushContext {
    * which callers share and must not mutate. `endpointFree` builds (they read no endpoint) may come from the
    * previous push of the same model (see the constructor).
    */
+  /**
+   * Memoizes a proxy's inbound build (its own listeners and clusters), kept across pushes that change nothing it
+   * reads (see the constructor) while the proxy stays connected (the same ProxyInfo object).
+   */
+  memoInbound<T>(proxy: ProxyInfo, build: () => T): T {
+    if (this.#inbound.has(proxy)) return this.#inbound.get(proxy) as T;
+    const value = build();
+    this.#inbound.set(proxy, value);
+    return value;
+  }
+
   memoByClass<T>(key: string, build: () => T, opts: { endpointFree?: boolean } = {}): T {
     const memo = opts.endpointFree === true ? this.#byClassEndpointFree : this.#byClass;
     if (memo.has(key)) return memo.get(key) as T;
@@ -241,6 +265,12 @@ export class PushContext {
 
   /** Services whose selector selects the proxy's workload (its inbound side), sorted by hostname. */
   servicesOf(proxy: ProxyInfo): RegistryService[] {
+    let found = this.#servicesOf.get(proxy);
+    if (found === undefined) this.#servicesOf.set(proxy, (found = this.#findServicesOf(proxy)));
+    return found;
+  }
+
+  #findServicesOf(proxy: ProxyInfo): RegistryService[] {
     return (this.#servicesByNamespace.get(proxy.namespace) ?? []).filter((s) => {
       const svc = this.#kubernetesServices.get(`${s.namespace}/${s.hostname}`);
       const sel = svc?.selector;
@@ -270,12 +300,25 @@ function selectorLabelKeys(model: ConfigModel): string[] {
 const ENDPOINT_KINDS: readonly (keyof ConfigModel)[] = ['workloadEntries', 'workloads'];
 
 /** Equal models but for the kinds in `except` (compared as JSON: every other kind, every field, positions too). */
-function sameModelExcept(a: ConfigModel, b: ConfigModel, except: readonly (keyof ConfigModel)[]): boolean {
-  for (const k of Object.keys(a) as (keyof ConfigModel)[]) {
-    if (except.includes(k) || a[k] === b[k]) continue;
-    if (a[k].length !== b[k].length || JSON.stringify(a[k]) !== JSON.stringify(b[k])) return false;
+/** The kinds (model keys) whose resources differ between two models. */
+function changedKinds(a: ConfigModel, b: ConfigModel): Set<keyof ConfigModel> {
+  const out = new Set<keyof ConfigModel>();
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof ConfigModel>) {
+    const x = a[k];
+    const y = b[k];
+    if (x === y) continue;
+    if (x === undefined || y === undefined || x.length !== y.length) out.add(k);
+    // Unchanged documents validate to the same objects (config/validate.ts): compare by identity first.
+    else if (!(x as readonly unknown[]).every((r, i) => r === (y as readonly unknown[])[i]) && JSON.stringify(x) !== JSON.stringify(y)) out.add(k);
   }
-  return Object.keys(a).length === Object.keys(b).length;
+  return out;
+}
+
+function sameMap(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }
 
 /** Equal registries: the same services, ports and endpoints (compared as JSON). */
