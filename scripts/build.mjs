@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
@@ -21,6 +21,14 @@ try {
 }
 mkdirSync(join(root, 'dist/src/xds'), { recursive: true });
 copyFileSync(join(root, 'src/xds/proto-files.json'), join(root, 'dist/src/xds/proto-files.json'));
+// Envoy's API as a protobufjs JSON descriptor, so dist runs don't parse the .proto files at start
+// (src/xds/protos.ts envoyRoot; docs/performance.md, "Memory"). Made from the .proto files, in a child
+// process: loading them here would make this script's own run heavier for nothing.
+execFileSync(process.execPath, ['--input-type=module', '-e', `
+  import { writeFileSync } from 'node:fs';
+  import { envoyDescriptor, loadEnvoyProtos } from ${JSON.stringify(pathToFileURL(join(root, 'dist/src/xds/protos.js')).href)};
+  writeFileSync(${JSON.stringify(join(root, 'dist/src/xds/envoy-descriptor.json'))}, JSON.stringify(envoyDescriptor(loadEnvoyProtos())));
+`], { stdio: 'inherit', cwd: root });
 // The CA service's own .proto, loaded at run time beside its module (src/shared/identity/ca-api.ts).
 mkdirSync(join(root, 'dist/src/shared/identity/proto'), { recursive: true });
 copyFileSync(join(root, 'src/shared/identity/proto/ca.proto'), join(root, 'dist/src/shared/identity/proto/ca.proto'));

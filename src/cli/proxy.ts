@@ -5,6 +5,7 @@ import { loadBootstrap } from '../data-plane/bootstrap.ts';
 import { ProxyServer } from '../data-plane/server.ts';
 import { ConfigError, SloopError, formatDiagnostic, type Diagnostic } from '../shared/errors.ts';
 import { createLogger, type LogLevel } from '../shared/log.ts';
+import { releaseStartupMemory } from '../shared/heap.ts';
 import { SecretManager } from '../data-plane/tls/secrets.ts';
 import type { WorkloadAgent } from '../data-plane/agent/agent.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../shared/identity/spiffe.ts';
@@ -107,6 +108,8 @@ export async function runProxy(o: ProxyCliOptions): Promise<number> {
     return 1;
   }
   log.info({ admin: server.adminPort, listeners: server.listeners.map((l) => `${l.name}:${l.port}`) }, 'proxy live');
+  // Start-up (and, with xDS, the first config: start() waited for it) grew the heap well past what stays live.
+  releaseStartupMemory();
   const onSignal = (sig: string): void => {
     log.info({ signal: sig }, 'shutting down');
     void server.stop();

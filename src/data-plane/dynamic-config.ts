@@ -24,7 +24,8 @@ import type { Listener__Output } from '../xds/gen/envoy/config/listener/v3/Liste
 import type { RouteConfiguration__Output } from '../xds/gen/envoy/config/route/v3/RouteConfiguration.ts';
 import type { VirtualHost__Output } from '../xds/gen/envoy/config/route/v3/VirtualHost.ts';
 import type { Duration__Output } from '../xds/gen/google/protobuf/Duration.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, VIRTUAL_HOST_TYPE, type AdsClient, type AdsHandler, type ResourceUpdate } from '../xds/ads-client.ts';
+import type { AdsClient, AdsHandler, ResourceUpdate } from '../xds/ads-client.ts';
+import { TYPE_URLS } from '../xds/type-urls.ts';
 import { SECRET_TYPE, type SecretManager } from './tls/secrets.ts';
 import type { Secret__Output } from '../xds/gen/envoy/extensions/transport_sockets/tls/v3/Secret.ts';
 import { packAny, unpackAny } from '../xds/any.ts';
@@ -39,6 +40,9 @@ import type { ClusterRuntime } from './upstream/cluster.ts';
 import { listenerAddress, type ListenerRuntime } from './listener/listener.ts';
 import { compileRouteConfig, type CompiledRouteConfig, type CompileRouteOptions } from './http/route/route-table.ts';
 import type { RdsProvider } from './http/hcm.ts';
+
+// The type URLs as ads-client.ts names them; from type-urls.ts, so this module doesn't load the ADS client (grpc-js).
+const { listener: LISTENER_TYPE, cluster: CLUSTER_TYPE, route: ROUTE_TYPE, endpoint: ENDPOINT_TYPE, virtualHost: VIRTUAL_HOST_TYPE } = TYPE_URLS;
 
 /** Envoy's default initial_fetch_timeout (config_source.proto). */
 const DEFAULT_INITIAL_FETCH_MS = 15_000;

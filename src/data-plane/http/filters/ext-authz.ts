@@ -27,8 +27,8 @@
  * Not implemented (refused): `http_service`, `with_request_body`, `allowed_headers`/`disallowed_headers`,
  * `deny_at_disable`.
  */
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { createRequire } from 'node:module';
+import type * as grpc from '@grpc/grpc-js';
 import type { Any__Output } from '../../../xds/gen/google/protobuf/Any.ts';
 import type { ExtAuthz__Output } from '../../../xds/gen/envoy/extensions/filters/http/ext_authz/v3/ExtAuthz.ts';
 import type { ExtAuthzPerRoute__Output } from '../../../xds/gen/envoy/extensions/filters/http/ext_authz/v3/ExtAuthzPerRoute.ts';
@@ -55,11 +55,23 @@ const PROTECTED = new Set(['host', ':authority', ':path', ':method', ':scheme'])
 
 type CheckFn = (req: CheckRequest, metadata: grpc.Metadata, deadlineMs: number, cb: (err: grpc.ServiceError | null, res?: CheckResponse__Output) => void) => void;
 
+const require = createRequire(import.meta.url);
+let grpcModule: typeof grpc | undefined;
+
+/**
+ * @grpc/grpc-js (and @grpc/proto-loader), loaded on first use: a proxy without ext_authz (or xDS) never loads
+ * them (docs/performance.md, "Memory"). Both are CommonJS, so `require` gives the same instance `import` does.
+ */
+function grpcJs(): typeof grpc {
+  return (grpcModule ??= require('@grpc/grpc-js') as typeof grpc);
+}
+
 let authorizationClient: grpc.ServiceClientConstructor | undefined;
 
 /** The generated grpc-js client class of envoy.service.auth.v3.Authorization (loaded once per process). */
 export function authorizationClientClass(): grpc.ServiceClientConstructor {
   if (authorizationClient !== undefined) return authorizationClient;
+  const protoLoader = require('@grpc/proto-loader') as typeof import('@grpc/proto-loader');
   const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', {
     keepCase: true,
     longs: String,
@@ -68,7 +80,7 @@ export function authorizationClientClass(): grpc.ServiceClientConstructor {
     oneofs: true,
     includeDirs: protoIncludeDirs(),
   });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
+  const pkg = grpcJs().loadPackageDefinition(def) as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
   authorizationClient = pkg.envoy.service.auth.v3.Authorization;
   return authorizationClient;
 }
@@ -199,7 +211,7 @@ export class ExtAuthzFilter implements HttpFilter {
     if (c === undefined) {
       const Ctor = authorizationClientClass();
       const opts: grpc.ChannelOptions = authority !== '' ? { 'grpc.default_authority': authority } : {};
-      c = new Ctor(target, grpc.credentials.createInsecure(), opts);
+      c = new Ctor(target, grpcJs().credentials.createInsecure(), opts);
       this.clients.set(target, c);
     }
     return c;
@@ -215,7 +227,7 @@ export class ExtAuthzFilter implements HttpFilter {
       const host = cluster?.chooseHost({ random: this.ctx.random });
       if (host === undefined) {
         const e = new Error(cluster === undefined ? `cluster ${t.cluster} not found` : 'no healthy upstream') as grpc.ServiceError;
-        e.code = grpc.status.UNAVAILABLE;
+        e.code = grpcJs().status.UNAVAILABLE;
         setImmediate(() => cb(e));
         return;
       }
@@ -277,7 +289,7 @@ export class ExtAuthzFilter implements HttpFilter {
       return true;
     }
     const check = this.buildCheckRequest(req, per?.check_settings?.context_extensions ?? {});
-    const md = new grpc.Metadata();
+    const md = new (grpcJs().Metadata)();
     for (const [k, v] of this.config.initialMetadata) md.add(k, v);
     let gone = false;
     req.addEncoder({ onDone: () => (gone = true) });

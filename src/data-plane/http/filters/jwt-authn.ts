@@ -39,7 +39,7 @@ import { compileStringMatcher, findQueryParameter, matchString, type CompiledStr
 import { compileStandaloneRouteMatch, standaloneRouteMatches, type CompiledRouteMatch } from '../route/route-table.ts';
 import type { FilterFactoryContext, FilterRequest, HttpFilter } from './types.ts';
 import { AudienceCheck, checkTime, claimAt, claimHeaderValue, JwtStatus, parseJwt, type JwtStatusText } from './jwt-authn/jwt.ts';
-import { JwksSource, verifySignature, type RemoteJwksConfig } from './jwt-authn/jwks.ts';
+import { JwksSource, loadJose, verifySignature, type RemoteJwksConfig } from './jwt-authn/jwks.ts';
 import { clusterGet } from './cluster-http.ts';
 
 export const JWT_AUTHN_FILTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
@@ -587,6 +587,7 @@ export function compileJwtAuthn(cfg: JwtAuthentication__Output, env: JwtAuthnCom
 
 /** Registry entry: builds the filter from its HCM typed_config. */
 export function createJwtAuthnFilter(name: string, typedConfig: Any__Output, ctx: FilterFactoryContext): JwtAuthnFilter {
+  loadJose().catch(() => undefined); // verification needs it: load it now rather than on the first request
   const scope = ctx.store.scope(`http.${ctx.statPrefix}.jwt_authn`);
   const fetchSuccess = scope.counter('jwks_fetch_success');
   const fetchFailed = scope.counter('jwks_fetch_failed');

@@ -3,7 +3,7 @@
  * then alg, then key type), signature verification with `jose` (WebCrypto), and a provider's key source — inline
  * (`local_jwks`) or fetched through a cluster (`remote_jwks`) and cached for `cache_duration`.
  */
-import { compactVerify, importJWK, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import { JwtStatus, type JwtStatusText, type ParsedJwt } from './jwt.ts';
 
 /** One usable key of a JWKS. */
@@ -78,6 +78,17 @@ function keyFitsAlg(k: JwkEntry, alg: string): boolean {
   return alg === 'EdDSA' && k.kty === 'OKP';
 }
 
+/**
+ * `jose`, imported on first use (a proxy without jwt_authn never loads it; docs/performance.md, "Memory").
+ * A jwt_authn filter starts the import when it is created, so requests find it loaded.
+ */
+let jose: typeof import('jose') | undefined;
+let joseLoading: Promise<typeof import('jose')> | undefined;
+
+export function loadJose(): Promise<typeof import('jose')> {
+  return (joseLoading ??= import('jose').then((m) => (jose = m)));
+}
+
 /** Imported keys, per JWK object and algorithm (importing is the expensive part of a check). */
 const imported = new WeakMap<JwkEntry, Map<string, Promise<unknown>>>();
 
@@ -89,7 +100,8 @@ function importFor(k: JwkEntry, alg: string): Promise<unknown> {
   }
   let p = m.get(alg);
   if (p === undefined) {
-    p = importJWK({ ...k.jwk, alg, ext: true }, alg);
+    const jwk = { ...k.jwk, alg, ext: true };
+    p = jose !== undefined ? jose.importJWK(jwk, alg) : loadJose().then((j) => j.importJWK(jwk, alg));
     m.set(alg, p);
   }
   return p;
@@ -109,7 +121,8 @@ export async function verifySignature(jwt: ParsedJwt, jwks: Jwks): Promise<JwtSt
     if (!keyFitsAlg(k, jwt.alg)) continue;
     try {
       const key = await importFor(k, jwt.alg);
-      await compactVerify(jwt.token, key as Parameters<typeof compactVerify>[1], { algorithms: [jwt.alg] });
+      const j = jose ?? (await loadJose());
+      await j.compactVerify(jwt.token, key as Parameters<typeof j.compactVerify>[1], { algorithms: [jwt.alg] });
       return JwtStatus.Ok;
     } catch {
       // a bad signature, or a key WebCrypto refuses: try the next key
