@@ -109,9 +109,20 @@ export function buildInboundClusters(push: PushContext, proxy: ProxyInfo): Clust
  */
 export function buildOutboundClusters(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): Cluster[] {
   const out: Cluster[] = [];
-  for (const t of outboundTargets(push, proxy, services)) {
-    const c = outboundCluster(push.model, t, proxy, diagnostics);
-    if (c !== undefined) out.push(c);
+  const classKey = push.proxyClassKey(proxy);
+  for (const service of services) {
+    // Per service, kept from the previous push while nothing but endpoints changed and its own are the same.
+    const built = push.memoByService(classKey, 'clusters', service, () => {
+      const own: Diagnostic[] = [];
+      const clusters: Cluster[] = [];
+      for (const t of outboundTargets(push, proxy, [service])) {
+        const c = outboundCluster(push.model, t, proxy, own);
+        if (c !== undefined) clusters.push(c);
+      }
+      return { clusters, diagnostics: own };
+    });
+    out.push(...built.clusters);
+    diagnostics.push(...built.diagnostics);
   }
   if (proxy.type === 'sidecar') {
     out.push(

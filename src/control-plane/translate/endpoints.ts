@@ -13,7 +13,15 @@ import { effectivePolicy } from './traffic-policy.ts';
 /** Builds the ClusterLoadAssignments of the proxy's EDS clusters, sorted by cluster name. */
 export function buildEndpoints(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[]): ClusterLoadAssignment[] {
   const out: ClusterLoadAssignment[] = [];
-  for (const t of outboundTargets(push, proxy, services)) {
+  const classKey = push.proxyClassKey(proxy);
+  // Per service, kept from the previous push while nothing but endpoints changed and its own are the same.
+  for (const service of services) out.push(...push.memoByService(classKey, 'endpoints', service, () => serviceEndpoints(push, proxy, service)));
+  return sortByName(out, (c) => c.cluster_name ?? '');
+}
+
+function serviceEndpoints(push: PushContext, proxy: ProxyInfo, service: RegistryService): ClusterLoadAssignment[] {
+  const out: ClusterLoadAssignment[] = [];
+  for (const t of outboundTargets(push, proxy, [service])) {
     if (t.service.resolution !== 'EDS') continue;
     // A PASSTHROUGH load balancer makes the cluster ORIGINAL_DST: it has no EDS.
     // Proxyless clusters stay EDS whatever the policy (clusters.ts applyProxylessLoadBalancer).
@@ -45,5 +53,5 @@ export function buildEndpoints(push: PushContext, proxy: ProxyInfo, services: re
       }),
     });
   }
-  return sortByName(out, (c) => c.cluster_name ?? '');
+  return out;
 }

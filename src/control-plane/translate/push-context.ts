@@ -48,6 +48,14 @@ export class PushContext {
   readonly #byClassEndpointFree: Map<string, unknown>;
   /** Per-proxy inbound builds (see {@link memoInbound}), by the connected proxy's own object. */
   readonly #inbound: WeakMap<ProxyInfo, unknown>;
+  /** Per class and service builds of this push (see {@link memoByService}), with the endpoints they were built from. */
+  readonly #byService: Map<string, { endpoints: string; value: unknown }>;
+  /** The previous push's, when only endpoints may differ since (else undefined). */
+  readonly #previousByService: ReadonlyMap<string, { endpoints: string; value: unknown }> | undefined;
+  readonly #endpointKeys = new WeakMap<RegistryService, string>();
+  /** Virtual hosts of this push (see {@link memoVirtualHost}) with the VirtualService they were built from. */
+  readonly #virtualHosts: Map<string, { vs: unknown; value: unknown }>;
+  readonly #previousVirtualHosts: ReadonlyMap<string, { vs: unknown; value: unknown }> | undefined;
   /** servicesOf per proxy, within this push. */
   readonly #servicesOf = new WeakMap<ProxyInfo, RegistryService[]>();
 
@@ -72,6 +80,12 @@ export class PushContext {
     this.#byClassEndpointFree = previous !== undefined && onlyChanged(ENDPOINT_KINDS) && sameServices(previous.registry, registry)
       ? previous.#byClassEndpointFree
       : new Map();
+    // Per-service clusters and endpoints: after a change of endpoints only, a service whose endpoints are the same
+    // keeps its previous ones (a WorkloadEntry added rebuilds one service's, not every class's thousands).
+    this.#previousByService = previous !== undefined && onlyChanged(ENDPOINT_KINDS) && sameServices(previous.registry, registry) ? previous.#byService : undefined;
+    // Virtual hosts read the services, DestinationRules and the one VirtualService of their host: after a change of
+    // VirtualServices (or endpoints) only, one whose VirtualService is the same object is still right.
+    this.#previousVirtualHosts = previous !== undefined && onlyChanged([...ENDPOINT_KINDS, 'virtualServices']) && sameServices(previous.registry, registry) ? previous.#virtualHosts : undefined;
     // A proxy's inbound listeners and clusters read its workload's services (not their endpoints) and the
     // security, telemetry and mesh config, never a VirtualService or an endpoint: after a change of only those,
     // with the same services and fetched key sets, each connected proxy's are still right.
@@ -84,6 +98,11 @@ export class PushContext {
     this.#byClass = previous !== undefined && onlyChanged(['virtualServices']) && sameRegistry(previous.registry, registry)
       ? previous.#byClass
       : new Map();
+    // With the endpoint-free class builds, the virtual hosts they were made of (the next VirtualService edit starts
+    // from them).
+    this.#virtualHosts = previous !== undefined && this.#byClassEndpointFree === previous.#byClassEndpointFree ? previous.#virtualHosts : new Map();
+    // With the class builds, their per-service parts (the next endpoint-only push starts from them).
+    this.#byService = previous !== undefined && this.#byClass === previous.#byClass ? previous.#byService : new Map();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
     for (const dr of model.destinationRules) {
       const indexed = { host: resolveShortname(dr.spec.host, dr.namespace), resource: dr, order: this.#destinationRules.length };
@@ -173,6 +192,36 @@ export class PushContext {
     const value = build();
     this.#inbound.set(proxy, value);
     return value;
+  }
+
+  /**
+   * Memoizes a build for one service within a class (`what` names the build): the first call in this push builds,
+   * or takes the previous push's if only endpoints changed since and this service's are equal.
+   */
+  memoByService<T>(classKey: string, what: string, service: RegistryService, build: () => T): T {
+    const key = `${classKey}\n${what}\n${service.namespace}/${service.hostname}`;
+    const mine = this.#byService.get(key);
+    if (mine !== undefined) return mine.value as T;
+    let endpoints = this.#endpointKeys.get(service);
+    if (endpoints === undefined) this.#endpointKeys.set(service, (endpoints = JSON.stringify([...service.endpoints])));
+    const before = this.#previousByService?.get(key);
+    const entry = before !== undefined && before.endpoints === endpoints ? before : { endpoints, value: build() };
+    this.#byService.set(key, entry);
+    return entry.value as T;
+  }
+
+  /**
+   * Memoizes a virtual host (key: class, route table kind, port and service): built once per push, or taken from
+   * the previous push when that allows it (see the constructor) and `vs`, the VirtualService of its host, is the
+   * very object it was built from.
+   */
+  memoVirtualHost<T>(key: string, vs: unknown, build: () => T): T {
+    const mine = this.#virtualHosts.get(key);
+    if (mine !== undefined) return mine.value as T;
+    const before = this.#previousVirtualHosts?.get(key);
+    const entry = before !== undefined && before.vs === vs ? before : { vs, value: build() };
+    this.#virtualHosts.set(key, entry);
+    return entry.value as T;
   }
 
   memoByClass<T>(key: string, build: () => T, opts: { endpointFree?: boolean } = {}): T {
@@ -308,8 +357,8 @@ function changedKinds(a: ConfigModel, b: ConfigModel): Set<keyof ConfigModel> {
     const y = b[k];
     if (x === y) continue;
     if (x === undefined || y === undefined || x.length !== y.length) out.add(k);
-    // Unchanged documents validate to the same objects (config/validate.ts): compare by identity first.
-    else if (!(x as readonly unknown[]).every((r, i) => r === (y as readonly unknown[])[i]) && JSON.stringify(x) !== JSON.stringify(y)) out.add(k);
+    // Unchanged documents validate to the same objects (config/validate.ts): only the others are compared by content.
+    else if (!(x as readonly unknown[]).every((r, i) => r === (y as readonly unknown[])[i] || JSON.stringify(r) === JSON.stringify((y as readonly unknown[])[i]))) out.add(k);
   }
   return out;
 }

@@ -55,13 +55,14 @@ export function outboundHttpPorts(services: readonly RegistryService[]): number[
 /** Builds the proxy's RouteConfigurations, sorted by name. */
 export function buildRoutes(push: PushContext, proxy: ProxyInfo, services: readonly RegistryService[], diagnostics: Diagnostic[]): RouteConfiguration[] {
   const out: RouteConfiguration[] = [];
+  const classKey = push.proxyClassKey(proxy);
   if (proxy.type === 'grpc') {
     for (const s of services) {
       if (s.resolution !== 'EDS') continue;
       for (const p of s.ports) {
         if (p.protocol === 'UDP') continue;
         const name = `${s.hostname}:${p.port}`;
-        const vh = virtualHost(push, proxy, s, p, { proxyless: true, httpProxy: false }, diagnostics, new Set());
+        const vh = keptVirtualHost(push, classKey, proxy, s, p, { proxyless: true, httpProxy: false }, diagnostics, new Set());
         out.push({ name, virtual_hosts: [vh], validate_clusters: { value: false } });
       }
     }
@@ -73,7 +74,7 @@ export function buildRoutes(push: PushContext, proxy: ProxyInfo, services: reado
     const vhosts: VirtualHost[] = [];
     for (const s of services) {
       const p = s.ports.find((x) => x.port === port && isHttpProtocol(x.protocol));
-      if (p !== undefined) vhosts.push(virtualHost(push, proxy, s, p, { proxyless: false, httpProxy: false }, diagnostics, seen));
+      if (p !== undefined) vhosts.push(keptVirtualHost(push, classKey, proxy, s, p, { proxyless: false, httpProxy: false }, diagnostics, seen));
     }
     vhosts.push(catchAllVirtualHost(mode));
     out.push({ name: String(port), virtual_hosts: vhosts, validate_clusters: { value: false } });
@@ -84,7 +85,7 @@ export function buildRoutes(push: PushContext, proxy: ProxyInfo, services: reado
   const vhosts: VirtualHost[] = [];
   for (const s of services) {
     for (const p of s.ports) {
-      if (isHttpProtocol(p.protocol)) vhosts.push(virtualHost(push, proxy, s, p, { proxyless: false, httpProxy: true }, diagnostics, seen));
+      if (isHttpProtocol(p.protocol)) vhosts.push(keptVirtualHost(push, classKey, proxy, s, p, { proxyless: false, httpProxy: true }, diagnostics, seen));
     }
   }
   vhosts.push(catchAllVirtualHost(mode));
@@ -125,6 +126,24 @@ export function virtualHostDomains(service: RegistryService, port: number, proxy
     out.push(`${n}:${port}`);
   }
   return out;
+}
+
+/**
+ * {@link virtualHost}, kept from the previous push when only VirtualServices (or endpoints) changed since and the
+ * one for this host is the same object (unchanged documents validate to the same objects): a VirtualService edit
+ * rebuilds one service's virtual hosts, not every class's thousands. `seen` gets the same domains either way.
+ */
+function keptVirtualHost(push: PushContext, classKey: string, proxy: ProxyInfo, service: RegistryService, port: RegistryPort, mode: VhostMode, diagnostics: Diagnostic[], seen: Set<string>): VirtualHost {
+  const key = `${classKey}\n${mode.proxyless ? 'g' : mode.httpProxy ? 'p' : 'o'}\n${port.port}\n${service.namespace}/${service.hostname}`;
+  let built = false;
+  const kept = push.memoVirtualHost(key, push.virtualService(service.hostname), () => {
+    built = true;
+    const own: Diagnostic[] = [];
+    return { vh: virtualHost(push, proxy, service, port, mode, own, seen), diagnostics: own };
+  });
+  if (!built) for (const d of kept.vh.domains ?? []) seen.add(d);
+  diagnostics.push(...kept.diagnostics);
+  return kept.vh;
 }
 
 function virtualHost(push: PushContext, proxy: ProxyInfo, service: RegistryService, port: RegistryPort, mode: VhostMode, diagnostics: Diagnostic[], seen: Set<string>): VirtualHost {
