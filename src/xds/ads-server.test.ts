@@ -149,7 +149,7 @@ describe('ADS server, state of the world', () => {
     cache.setSnapshot('node-1', s2);
     const e2 = await stream.next();
     assert.equal(e2.type_url, EDS);
-    assert.deepEqual(names(e2), ['a', 'later']);
+    assert.deepEqual(names(e2), ['later'], 'EDS responses carry what changed: the client keeps "a" (absence removes nothing)');
     assert.equal(e2.version_info, s2.version(EDS));
 
     stream.send({ type_url: LDS, resource_names: [] });
@@ -164,6 +164,25 @@ describe('ADS server, state of the world', () => {
     stream.send({ type_url: LDS, resource_names: ['*', 'nonexistent'], version_info: l3.version_info, response_nonce: l3.nonce });
     const l4 = await stream.next();
     assert.deepEqual(names(l4), ['http', 'tcp'], '"*" subscribes to the wildcard again');
+  });
+
+  it('sends EDS changes only, and after a NACK sends the rejected resources again with the next change', async (t) => {
+    const { cache, server, client } = await setup(t);
+    const at = (a: number, b: number) => snap((r) => (r.endpoints = [loadAssignment('a', [{ port: a }]), loadAssignment('b', [{ port: b }])]));
+    cache.setSnapshot('node-1', at(1001, 1002));
+    const stream = client.sotw();
+    stream.send({ node: NODE, type_url: EDS, resource_names: ['a', 'b'] });
+    const e1 = await stream.next();
+    assert.deepEqual(names(e1), ['a', 'b']);
+    stream.send({ type_url: EDS, resource_names: ['a', 'b'], version_info: e1.version_info, response_nonce: e1.nonce });
+    cache.setSnapshot('node-1', at(2001, 1002));
+    const e2 = await stream.next();
+    assert.deepEqual(names(e2), ['a'], 'only the changed ClusterLoadAssignment');
+    stream.send({ type_url: EDS, resource_names: ['a', 'b'], version_info: e1.version_info, response_nonce: e2.nonce, error_detail: { code: 3, message: 'no' } });
+    await waitUntil(() => server.status('node-1')[0]?.types.find((x) => x.typeUrl === EDS)?.lastNack, { what: 'the NACK recorded' });
+    cache.setSnapshot('node-1', at(2001, 2002));
+    const e3 = await stream.next();
+    assert.deepEqual(names(e3), ['a', 'b'], 'the rejected "a" goes again with the change of "b"');
   });
 
   it('ignores a request carrying a stale nonce', async (t) => {

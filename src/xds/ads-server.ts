@@ -533,6 +533,11 @@ interface SotwTypeState {
    * (shared) objects, not as per-stream maps: thousands per type on each of hundreds of streams.
    */
   sent: readonly SnapshotResource[];
+  /**
+   * What the client is known to hold, for EDS/RDS/SDS responses that carry only changes: what was sent, or after a
+   * NACK what was last ACKed (the rejected resources go again with the next change).
+   */
+  held: readonly SnapshotResource[];
   ackedVersion: string | undefined;
   acked: readonly SnapshotResource[];
   lastNack: NackInfo | undefined;
@@ -573,6 +578,7 @@ class SotwStream extends AdsStream {
         sentVersion: undefined,
         sentNonce: undefined,
         sent: [],
+        held: [],
         ackedVersion: undefined,
         acked: [],
         lastNack: undefined,
@@ -597,6 +603,7 @@ class SotwStream extends AdsStream {
     if (req.error_detail) {
       const errorDetail = { code: req.error_detail.code, message: req.error_detail.message };
       st.lastNack = { rejectedVersion: st.sentVersion ?? '', nonce: st.sentNonce ?? '', errorDetail, at: this.ctx.now() };
+      st.held = st.acked;
       this.count(st.typeUrl, 'nacks');
       // The client keeps (and reports in version_info) its last good version; nothing is resent until the
       // snapshot or the subscription changes.
@@ -630,21 +637,24 @@ class SotwStream extends AdsStream {
     const sent = st.sent;
     const unchanged = st.sentVersion !== undefined && selected.length === sent.length && selected.every((r, i) => sent[i]!.name === r.name && sent[i]!.version === r.version);
     if (!st.dirty && unchanged) return;
-    // A wildcard stream's response is every resource of the type: share its encoding with the other streams
-    // given the same TypeSnapshot, unless this stream already sent that very response (nonces stay unique).
-    const shared = st.wildcard
-      ? this.ctx.shared.get(all, '*', (nonce) => encodeDiscoveryResponse({ version_info: all.version, resources: [...all.resources.values()].map((r) => r.any), type_url: typeUrl, nonce }))
-      : undefined;
+    // EDS, RDS and SDS responses need not repeat what the client has: absence removes nothing for those types
+    // (xDS protocol doc, "Grouping Resources into Responses"), so after the first response of a subscription only
+    // the resources whose version changed are sent (Istio's incremental EDS). LDS and CDS carry everything.
+    const carried = fullState || st.dirty || st.sentVersion === undefined ? selected : changedSince(st.held, selected);
+    // A wildcard stream's response: share its encoding with the other streams given the same TypeSnapshot and the
+    // same change, unless this stream already sent that very response (nonces stay unique).
+    const key = carried === selected ? '*' : carried.length <= SHARED_DELTA_MAX_NAMES ? carried.map((r) => r.name).join('\n') : undefined;
+    const encode = (nonce: string): Buffer => encodeDiscoveryResponse({ version_info: all.version, resources: carried.map((r) => r.any), type_url: typeUrl, nonce });
+    const shared = st.wildcard && key !== undefined ? this.ctx.shared.get(all, key, encode) : undefined;
     const nonce = shared !== undefined && shared.nonce !== st.sentNonce ? shared.nonce : this.nextNonce();
-    const response = nonce === shared?.nonce
-      ? shared.bytes
-      : encodeDiscoveryResponse({ version_info: all.version, resources: selected.map((r) => r.any), type_url: typeUrl, nonce });
+    const response = nonce === shared?.nonce ? shared.bytes : encode(nonce);
     st.sentVersion = all.version;
     st.sentNonce = nonce;
     st.sent = selected;
+    st.held = selected;
     st.dirty = false;
     this.count(typeUrl, 'pushes');
-    this.log.debug({ type: shortTypeName(typeUrl), version: all.version, nonce, resources: selected.length }, 'xDS push');
+    this.log.debug({ type: shortTypeName(typeUrl), version: all.version, nonce, resources: carried.length, held: selected.length }, 'xDS push');
     this.send(response);
   }
 
@@ -889,6 +899,18 @@ class DeltaStream extends AdsStream {
       counters: this.countersOf(typeUrl),
     };
   }
+}
+
+/** The resources of `next` whose name is not in `prev` or whose version differs; both sorted by name. */
+function changedSince(prev: readonly SnapshotResource[], next: readonly SnapshotResource[]): SnapshotResource[] {
+  const out: SnapshotResource[] = [];
+  let i = 0;
+  for (const r of next) {
+    while (i < prev.length && prev[i]!.name < r.name) i++;
+    const p = prev[i];
+    if (p === undefined || p.name !== r.name || p.version !== r.version) out.push(r);
+  }
+  return out;
 }
 
 function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
