@@ -57,7 +57,9 @@ export function buildSidecarBootstrap(s: SidecarSpec): Record<string, unknown> {
     admin: { address: address(s.adminPort, s.adminHost) },
     dynamic_resources: {
       ads_config: {
-        api_type: 'GRPC',
+        // Incremental xDS: a change sends only what changed, and route tables come as VHDS (one resource per
+        // virtual host, src/xds/vhds.ts), so a VirtualService edit reaches every sidecar as one virtual host.
+        api_type: 'DELTA_GRPC',
         transport_api_version: 'V3',
         // Reconnect quickly when the control plane restarts; a laptop mesh has no thundering herd to avoid.
         grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc', retry_policy: { retry_back_off: { base_interval: '0.2s', max_interval: '5s' } } } }],
