@@ -24,8 +24,11 @@ export function hasHeader(h: readonly string[], name: string): boolean {
 
 /** Removes every `name` in place. */
 export function removeHeader(h: string[], name: string): void {
-  let w = 0;
-  for (let r = 0; r < h.length; r += 2) {
+  let r = 0;
+  while (r < h.length && h[r] !== name) r += 2;
+  if (r >= h.length) return; // absent (the common case): no writes
+  let w = r;
+  for (; r < h.length; r += 2) {
     if (h[r] === name) continue;
     if (w !== r) {
       h[w] = h[r];
@@ -69,12 +72,35 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'http2-settings',
 ]);
 
+/** HOP_BY_HOP.has(n) (keep the two in step), without hashing `n`: by length first, then one or two comparisons. */
+function isHopByHop(n: string): boolean {
+  switch (n.length) {
+    case 2:
+      return n === 'te';
+    case 7:
+      return n === 'upgrade' || n === 'trailer';
+    case 10:
+      return n === 'connection' || n === 'keep-alive';
+    case 14:
+      return n === 'http2-settings';
+    case 16:
+      return n === 'proxy-connection';
+    case 17:
+      return n === 'transfer-encoding';
+    default:
+      return false;
+  }
+}
+
 /** Removes hop-by-hop headers, and any header the `connection` header names, in place. */
 export function stripHopByHop(h: string[]): void {
   let named: string[] | undefined;
   for (let i = 0; i < h.length; i += 2) {
     if (h[i] === 'connection') {
-      for (const tok of h[i + 1].split(',')) {
+      const v = h[i + 1];
+      // The usual values name no other header: nothing to split.
+      if (v === 'keep-alive' || v === 'close' || v === 'upgrade' || v === 'Upgrade' || v === 'Keep-Alive') continue;
+      for (const tok of v.split(',')) {
         const t = tok.trim().toLowerCase();
         if (t && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade') (named ??= []).push(t);
       }
@@ -83,14 +109,14 @@ export function stripHopByHop(h: string[]): void {
   let w = 0;
   for (let r = 0; r < h.length; r += 2) {
     const n = h[r];
-    if (HOP_BY_HOP.has(n) || (named !== undefined && named.includes(n))) continue;
+    if (isHopByHop(n) || (named !== undefined && named.includes(n))) continue;
     if (w !== r) {
       h[w] = n;
       h[w + 1] = h[r + 1];
     }
     w += 2;
   }
-  h.length = w;
+  if (w !== h.length) h.length = w;
 }
 
 /** True when the request carries gRPC (content-type application/grpc, +proto, +json, …). */

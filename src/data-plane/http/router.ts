@@ -86,6 +86,17 @@ function parseGrpcTimeoutMs(v: string | undefined): number {
   }
 }
 
+/** String(ms), remembered for the last value: routes mostly share one timeout, so no string per request. */
+let lastTimeoutMs = -1;
+let lastTimeoutText = '';
+function timeoutText(ms: number): string {
+  if (ms !== lastTimeoutMs) {
+    lastTimeoutMs = ms;
+    lastTimeoutText = String(ms);
+  }
+  return lastTimeoutText;
+}
+
 function statusClassCounter<T>(status: number, c1: T, c2: T, c3: T, c4: T, c5: T): T {
   return status < 200 ? c1 : status < 300 ? c2 : status < 400 ? c3 : status < 500 ? c4 : c5;
 }
@@ -427,7 +438,7 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
       const via = getHeader(h, 'via');
       setHeader(h, 'via', via === undefined ? this.cfg.via : `${via}, ${this.cfg.via}`);
     }
-    if (!this.cfg.suppressEnvoyHeaders && this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', String(this.timeoutMs));
+    if (!this.cfg.suppressEnvoyHeaders && this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', timeoutText(this.timeoutMs));
     let authority = down.authority;
     const hr = action.hostRewrite;
     if (hr.kind === 'literal') authority = hr.value;
@@ -1013,8 +1024,9 @@ export class ActiveRequest implements PoolCallbacks, FilterRequest {
     this.idleTimer = setTimeout(() => this.onIdleCheck(), ms);
   }
 
+  /** Notes activity for the stream idle timer; lastActivity is read only by that timer (armIdle sets it anew). */
   private touch(): void {
-    this.lastActivity = this.hcm.env.now();
+    if (this.idleTimer !== null) this.lastActivity = this.hcm.env.now();
   }
 
   private onIdleCheck(): void {

@@ -516,7 +516,7 @@ export class H1Parser {
       const end = this.scanFields(buf, start, start, limit, true);
       if (end < 0) return end;
       const trailers: string[] = [];
-      this.buildFields(buf.toString('latin1', start, end), trailers);
+      this.buildFields(buf, start, buf.toString('latin1', start, end), trailers);
       this.completeMessage(trailers);
       return end;
     }
@@ -622,7 +622,7 @@ export class H1Parser {
     // RFC 9110 §7.8: Upgrade is only meaningful when listed in Connection.
     const upgrade = isConnect || ((conn & CONN_UPGRADE) !== 0 && this.hasUpgradeHeader);
     const headers: string[] = [];
-    this.buildFields(s, headers);
+    this.buildFields(buf, start, s, headers);
 
     const next = this.enterBody(bodyKind, contentLength);
     if (upgrade) {
@@ -692,7 +692,7 @@ export class H1Parser {
     const s = buf.toString('latin1', start, end);
     const reason = rEnd > rStart ? s.slice(rStart - start, rEnd - start) : '';
     const headers: string[] = [];
-    this.buildFields(s, headers);
+    this.buildFields(buf, start, s, headers);
     const conn = this.connection;
     let keepAlive = (conn & CONN_CLOSE) === 0 && (minor === 1 || (conn & CONN_KEEP_ALIVE) !== 0);
     if (status < 200 && status !== 101) {
@@ -923,14 +923,23 @@ export class H1Parser {
     }
   }
 
-  /** Appends the recorded fields of the block decoded as `s` to `out`: lowercased names, trimmed values. */
-  private buildFields(s: string, out: string[]): void {
+  /**
+   * Appends the recorded fields of the block decoded as `s` (`buf` from `base`) to `out`: lowercased names,
+   * trimmed values. A common field name is the shared lowercase constant (no slice, no toLowerCase, and an
+   * internalized string that later lookups compare by identity).
+   */
+  private buildFields(buf: Buffer, base: number, s: string, out: string[]): void {
     const offs = this.fieldOffs;
     const n = this.fieldCount << 2;
     for (let o = 0; o < n; o += 4) {
       const nEndFlags = offs[o + 1];
-      let name = s.slice(offs[o], nEndFlags & NAME_END_MASK);
-      if ((nEndFlags & NAME_UPPER_BIT) !== 0) name = name.toLowerCase();
+      const nStart = offs[o];
+      const nEnd = nEndFlags & NAME_END_MASK;
+      let name = internFieldName(buf, base + nStart, nEnd - nStart);
+      if (name === undefined) {
+        name = s.slice(nStart, nEnd);
+        if ((nEndFlags & NAME_UPPER_BIT) !== 0) name = name.toLowerCase();
+      }
       const vStart = offs[o + 2];
       const vEnd = offs[o + 3];
       out.push(name, vEnd === vStart ? '' : s.slice(vStart, vEnd));
@@ -1236,6 +1245,36 @@ function connectionTokens(buf: Buffer, vStart: number, vEnd: number): number {
     k = e + 1;
   }
   return flags;
+}
+
+/**
+ * Common field names by length (lowercase letters and `-` only, as equalsLowerAscii needs). Interning them
+ * saves a slice and a toLowerCase per field, and gives the router internalized strings to compare.
+ */
+const FIELD_NAMES: readonly (readonly string[])[] = (() => {
+  const names = [
+    'te', 'via', 'age', 'host', 'date', 'etag', 'vary', 'from', 'link', 'accept', 'cookie', 'expect', 'origin', 'pragma',
+    'server', 'expires', 'referer', 'trailer', 'upgrade', 'location', 'if-match', 'connection', 'keep-alive',
+    'set-cookie', 'user-agent', 'content-type', 'grpc-status', 'x-request-id', 'grpc-timeout', 'grpc-message', 'accept-ranges',
+    'authorization', 'cache-control', 'last-modified', 'if-none-match', 'content-length', 'accept-encoding', 'accept-language',
+    'x-forwarded-for', 'content-encoding', 'proxy-connection', 'x-forwarded-proto', 'if-modified-since', 'transfer-encoding',
+    'x-forwarded-client-cert', 'x-envoy-upstream-service-time', 'x-envoy-expected-rq-timeout-ms',
+  ];
+  const byLen: string[][] = [];
+  for (let i = 0; i <= 32; i++) byLen.push([]);
+  for (const n of names) byLen[n.length]!.push(n);
+  return byLen;
+})();
+
+/** The shared constant for a common field name at `buf[at, at + len)` in any case, else undefined. */
+function internFieldName(buf: Buffer, at: number, len: number): string | undefined {
+  if (len > 32) return undefined;
+  const cands = FIELD_NAMES[len]!;
+  for (let k = 0; k < cands.length; k++) {
+    const c = cands[k]!;
+    if (equalsLowerAscii(buf, at, c)) return c;
+  }
+  return undefined;
 }
 
 const METHODS = ['GET', 'PUT', 'POST', 'HEAD', 'PATCH', 'TRACE', 'DELETE', 'OPTIONS', 'CONNECT'] as const;
