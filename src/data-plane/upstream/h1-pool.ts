@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { H1ClientConnection, type H1ClientHooks } from '../http/h1/client-codec.ts';
 import { connectUpstream, type ConnectFailure } from './connect.ts';
-import type { PoolCallbacks } from './pool-types.ts';
+import { PendingRequests, type PoolCallbacks } from './pool-types.ts';
 import type { ClusterRuntime } from './cluster.ts';
 import type { UpstreamHost } from './lb/types.ts';
 import type { UpstreamTransport } from './transport-socket.ts';
@@ -15,7 +15,7 @@ import type { MixedPool } from './mixed-pool.ts';
 export class H1Pool implements H1ClientHooks {
   private readonly idle: H1ClientConnection[] = [];
   private readonly all = new Set<H1ClientConnection>();
-  private readonly pending: PoolCallbacks[] = [];
+  private readonly pending: PendingRequests;
   private connecting = 0;
   private readonly cluster: ClusterRuntime;
   readonly host: UpstreamHost;
@@ -29,6 +29,7 @@ export class H1Pool implements H1ClientHooks {
 
   constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport, mixed?: MixedPool) {
     this.cluster = cluster;
+    this.pending = new PendingRequests(cluster);
     this.host = host;
     this.transport = transport;
     this.mixed = mixed;
@@ -43,10 +44,7 @@ export class H1Pool implements H1ClientHooks {
     }
     const cl = this.cluster;
     if (cl.resources.connections < cl.thresholds.maxConnections && this.connecting <= this.pending.length) {
-      this.pending.push(cb);
-      cl.resources.pendingRequests++;
-      cl.stats.upstream_rq_pending_total.inc();
-      cl.stats.upstream_rq_pending_active.inc();
+      this.pending.add(cb);
       this.connect();
       return true;
     }
@@ -55,10 +53,7 @@ export class H1Pool implements H1ClientHooks {
       if (cl.resources.connections >= cl.thresholds.maxConnections) cl.stats.upstream_cx_overflow.inc();
       return false;
     }
-    this.pending.push(cb);
-    cl.resources.pendingRequests++;
-    cl.stats.upstream_rq_pending_total.inc();
-    cl.stats.upstream_rq_pending_active.inc();
+    this.pending.add(cb);
     return true;
   }
 
@@ -70,18 +65,12 @@ export class H1Pool implements H1ClientHooks {
 
   /** Removes `cb` if it waits in this pool; whether it did. */
   cancelHere(cb: PoolCallbacks): boolean {
-    const i = this.pending.indexOf(cb);
-    if (i < 0) return false;
-    this.pending.splice(i, 1);
-    this.cluster.resources.pendingRequests--;
-    this.cluster.stats.upstream_rq_pending_active.dec();
-    this.cluster.stats.upstream_rq_cancelled.inc();
-    return true;
+    return this.pending.cancel(cb);
   }
 
   /** auto_config: hands every waiting request over to the other pool (they stay counted as pending). */
   takeAllPending(): PoolCallbacks[] {
-    return this.pending.splice(0);
+    return this.pending.takeAll();
   }
 
   /**
@@ -89,14 +78,8 @@ export class H1Pool implements H1ClientHooks {
    * the cluster's connections); `waiting` are that pool's queued requests, which now wait here.
    */
   adopt(socket: Socket, waiting: PoolCallbacks[]): void {
-    for (const cb of waiting) {
-      if (!this.closed) this.pending.push(cb);
-      else {
-        this.cluster.resources.pendingRequests--;
-        this.cluster.stats.upstream_rq_pending_active.dec();
-        cb.onPoolFailure('connection-termination', 'pool closed', this.host);
-      }
-    }
+    if (!this.closed) this.pending.adopt(waiting);
+    else this.pending.fail(waiting, 'connection-termination', 'pool closed', this.host);
     this.cluster.stats.upstream_cx_http1_total.inc();
     this.onConnected(socket);
     // One connection per waiting request, as newStream would have opened.
@@ -143,19 +126,10 @@ export class H1Pool implements H1ClientHooks {
       c.reset();
       return;
     }
-    const cb = this.takePending();
+    const cb = this.pending.next();
     if (cb !== undefined) this.attach(c, cb);
     else if (this.draining) c.reset();
     else this.idle.push(c);
-  }
-
-  private takePending(): PoolCallbacks | undefined {
-    const cb = this.pending.shift();
-    if (cb !== undefined) {
-      this.cluster.resources.pendingRequests--;
-      this.cluster.stats.upstream_rq_pending_active.dec();
-    }
-    return cb;
   }
 
   private onConnectFailure(err: ConnectFailure): void {
@@ -167,7 +141,7 @@ export class H1Pool implements H1ClientHooks {
     cl.onHostConnectFailure(this.host);
     // Requests beyond what the remaining in-progress connections can serve fail now.
     while (this.pending.length > this.connecting) {
-      const cb = this.takePending();
+      const cb = this.pending.next();
       cb?.onPoolFailure(err.reason === 'connect-timeout' ? 'connect-timeout' : 'connect-failure', err.detail, this.host);
     }
   }
@@ -178,7 +152,7 @@ export class H1Pool implements H1ClientHooks {
       c.reset();
       return;
     }
-    const cb = this.takePending();
+    const cb = this.pending.next();
     if (cb !== undefined) {
       this.attach(c, cb);
       return;
@@ -227,11 +201,7 @@ export class H1Pool implements H1ClientHooks {
   close(): void {
     this.closed = true;
     for (const c of this.idle.splice(0)) c.reset();
-    for (const cb of this.pending.splice(0)) {
-      this.cluster.resources.pendingRequests--;
-      this.cluster.stats.upstream_rq_pending_active.dec();
-      cb.onPoolFailure('connection-termination', 'pool closed', this.host);
-    }
+    this.pending.failAll('connection-termination', 'pool closed', this.host);
   }
 
   /** Drops connections idle for longer than `ms` (common_http_protocol_options.idle_timeout). */

@@ -6,7 +6,7 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { H2ClientStream } from '../http/h2/client-codec.ts';
 import { connectUpstream } from './connect.ts';
-import type { PoolCallbacks } from './pool-types.ts';
+import { PendingRequests, type PoolCallbacks } from './pool-types.ts';
 import type { ClusterRuntime } from './cluster.ts';
 import type { UpstreamHost } from './lb/types.ts';
 import type { UpstreamTransport } from './transport-socket.ts';
@@ -22,7 +22,7 @@ interface Session {
 
 export class H2Pool {
   private readonly sessions: Session[] = [];
-  private readonly pending: PoolCallbacks[] = [];
+  private readonly pending: PendingRequests;
   private readonly cluster: ClusterRuntime;
   readonly host: UpstreamHost;
   /** The host's transport socket when the pool was made: pools are per (host, transport socket). */
@@ -36,6 +36,7 @@ export class H2Pool {
 
   constructor(cluster: ClusterRuntime, host: UpstreamHost, transport: UpstreamTransport, mixed?: MixedPool) {
     this.cluster = cluster;
+    this.pending = new PendingRequests(cluster);
     this.host = host;
     this.transport = transport;
     this.mixed = mixed;
@@ -52,10 +53,7 @@ export class H2Pool {
       cl.stats.upstream_rq_pending_overflow.inc();
       return false;
     }
-    this.pending.push(cb);
-    cl.resources.pendingRequests++;
-    cl.stats.upstream_rq_pending_total.inc();
-    cl.stats.upstream_rq_pending_active.inc();
+    this.pending.add(cb);
     if (this.connecting === 0 && cl.resources.connections < cl.thresholds.maxConnections) this.connect();
     return true;
   }
@@ -67,18 +65,12 @@ export class H2Pool {
 
   /** Removes `cb` if it waits in this pool; whether it did. */
   cancelHere(cb: PoolCallbacks): boolean {
-    const i = this.pending.indexOf(cb);
-    if (i < 0) return false;
-    this.pending.splice(i, 1);
-    this.cluster.resources.pendingRequests--;
-    this.cluster.stats.upstream_rq_pending_active.dec();
-    this.cluster.stats.upstream_rq_cancelled.inc();
-    return true;
+    return this.pending.cancel(cb);
   }
 
   /** auto_config: hands every waiting request over to the other pool (they stay counted as pending). */
   takeAllPending(): PoolCallbacks[] {
-    return this.pending.splice(0);
+    return this.pending.takeAll();
   }
 
   /**
@@ -92,14 +84,10 @@ export class H2Pool {
       cl.resources.connections--;
       cl.stats.upstream_cx_active.dec();
       cl.stats.upstream_cx_destroy.inc();
-      for (const cb of waiting) {
-        cl.resources.pendingRequests--;
-        cl.stats.upstream_rq_pending_active.dec();
-        cb.onPoolFailure('connection-termination', 'pool closed', this.host);
-      }
+      this.pending.fail(waiting, 'connection-termination', 'pool closed', this.host);
       return;
     }
-    this.pending.push(...waiting);
+    this.pending.adopt(waiting);
     cl.stats.upstream_cx_http2_total.inc();
     this.connecting++;
     this.onConnected(socket);
@@ -125,10 +113,7 @@ export class H2Pool {
     while (this.pending.length > 0) {
       const sess = this.pick();
       if (sess === undefined) break;
-      const cb = this.pending.shift()!;
-      this.cluster.resources.pendingRequests--;
-      this.cluster.stats.upstream_rq_pending_active.dec();
-      this.attach(sess, cb);
+      this.attach(sess, this.pending.next()!);
     }
     const cl = this.cluster;
     if (this.pending.length > 0 && this.connecting === 0 && !this.closed && cl.resources.connections < cl.thresholds.maxConnections) {
@@ -182,11 +167,7 @@ export class H2Pool {
         cl.stats.upstream_cx_connect_fail.inc();
         if (err?.reason === 'connect-timeout') cl.stats.upstream_cx_connect_timeout.inc();
         cl.onHostConnectFailure(this.host);
-        for (const cb of this.pending.splice(0)) {
-          cl.resources.pendingRequests--;
-          cl.stats.upstream_rq_pending_active.dec();
-          cb.onPoolFailure(err?.reason === 'connect-timeout' ? 'connect-timeout' : 'connect-failure', err?.detail ?? '', this.host);
-        }
+        this.pending.failAll(err?.reason === 'connect-timeout' ? 'connect-timeout' : 'connect-failure', err?.detail ?? '', this.host);
         return;
       }
       cl.stats.upstream_cx_connect_ms.record(cl.now() - started);
@@ -256,10 +237,6 @@ export class H2Pool {
       s.draining = true;
       if (s.active === 0) s.s.close();
     }
-    for (const cb of this.pending.splice(0)) {
-      this.cluster.resources.pendingRequests--;
-      this.cluster.stats.upstream_rq_pending_active.dec();
-      cb.onPoolFailure('connection-termination', 'pool closed', this.host);
-    }
+    this.pending.failAll('connection-termination', 'pool closed', this.host);
   }
 }
