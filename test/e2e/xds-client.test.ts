@@ -274,6 +274,30 @@ describe('xDS client (sloop proxy with dynamic_resources)', () => {
     assert.deepEqual(first.initialVersions, { 'svc-b': 'v1' });
   });
 
+  it('VHDS over delta: a route table with vhds gets its virtual hosts as VirtualHost resources; a bad one is NACKed and traffic stays', async (t) => {
+    const VHDS = 'type.googleapis.com/envoy.config.route.v3.VirtualHost';
+    const ads = new FakeAds();
+    const adsPort = await ads.start();
+    t.after(() => ads.stop());
+    const [adminPort, port] = await freePorts(2);
+    serveAll(ads, port, 'v1');
+    const vhost = (name: string, domain: string, cluster: string) => ({ name: `routes/${name}`, json: { name, domains: [domain], routes: [{ match: { prefix: '/' }, route: { cluster, timeout: '10s' } }] } });
+    ads.set(RDS, 'v1', [{ name: 'routes', json: { name: 'routes', vhds: { config_source: { ads: {}, resource_api_version: 'V3' } } } }]);
+    ads.set(VHDS, 'v1', [vhost('all', '*', 'svc-a')]);
+    await startProxy(adsBootstrap(adminPort, adsPort, 'DELTA_GRPC'), { t });
+    const first = await ads.requests.waitFor((r) => r.node !== null);
+    assert.ok(JSON.stringify(first.node).includes('sloop.config.vhds-over-ads'), 'the proxy announces VHDS on its delta stream');
+    assert.deepEqual((await ads.requests.waitFor((r) => r.typeUrl === VHDS)).names, ['*']);
+    await waitUntil(async () => (await upstreamOf(port)) === 'a', { what: 'traffic on a through the VHDS virtual host' });
+    ads.set(VHDS, 'v2', [vhost('all', '*', 'svc-b')]);
+    await waitUntil(async () => (await upstreamOf(port)) === 'b', { what: 'traffic on b after the virtual host changed' });
+    // A second virtual host with the same domain: the table would not compile, so the update is NACKed.
+    ads.set(VHDS, 'v3', [vhost('all', '*', 'svc-b'), vhost('dup', '*', 'svc-a')]);
+    const nack = await ads.answerTo(VHDS, 'v3');
+    assert.match(nack.errorDetail?.message ?? '', /routes/);
+    assert.equal(await upstreamOf(port), 'b');
+  });
+
   it('transport_socket_matches over CDS/EDS: SDS warming survives a cluster update; changed endpoint metadata re-picks the socket', async (t) => {
     const SDS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
     const dir = await mkdtemp(join(tmpdir(), 'sloop-xds-tsm-'));
