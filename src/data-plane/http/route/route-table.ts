@@ -604,7 +604,7 @@ export function compileRouteConfig(rc: RouteConfiguration__Output, opts: Compile
   table.validateClusters = rc.validate_clusters ? rc.validate_clusters.value : undefined;
   table.stripAnyPort = opts.stripAnyHostPort === true || rc.ignore_port_in_host_matching;
   table.stripPortSuffix = opts.stripMatchingHostPort !== undefined ? `:${opts.stripMatchingHostPort}` : '';
-  if (rc.vhds) warnAt(sink, 'vhds', 'VHDS is not supported: only inline virtual_hosts are used');
+  if (rc.vhds) warnAt(sink, 'vhds', 'VHDS works only for route tables from a delta ADS stream: here only the inline virtual_hosts are used');
   if (rc.ignore_path_parameters_in_path_matching) warnAt(sink, 'ignore_path_parameters_in_path_matching', 'not supported: path parameters take part in matching');
 
   const rcLevel = compileLevel(rc, '', sink);
