@@ -5,10 +5,11 @@
  * It follows Envoy's "xDS REST and gRPC protocol" document: per-type subscriptions on one stream, wildcard
  * (legacy empty first request for LDS/CDS, or `*`) and named subscriptions, version_info and nonces, ACK (the
  * nonce of our last response, no error_detail) and NACK (error_detail set; the client keeps its last good
- * version), stale nonces ignored in SotW, LDS/CDS responses carrying every resource and EDS/RDS responses only
- * those requested, delta responses with per-resource versions and removed_resources, initial_resource_versions on
- * reconnect. Every push walks the types in {@link PUSH_ORDER} (CDS, EDS, LDS, RDS, SDS) on the one stream, so a
- * client subscribed to CDS always has a Listener's or route's clusters before the Listener. See docs/xds.md.
+ * version), stale nonces ignored in SotW, LDS/CDS responses carrying every resource and EDS/RDS/SDS responses
+ * only those requested that changed, delta responses with per-resource versions and removed_resources,
+ * initial_resource_versions on reconnect, and VHDS for delta clients that ask for it (vhds.ts). Every push walks
+ * the types in {@link PUSH_ORDER} (CDS, EDS, LDS, VHDS, RDS, SDS) on the one stream, so a client subscribed to CDS
+ * always has a Listener's or route's clusters before the Listener. See docs/xds.md.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
