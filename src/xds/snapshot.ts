@@ -219,11 +219,16 @@ function packRouteConfiguration(rc: RouteConfiguration, cache: EncodingCache): P
   parts.push(rest.subarray(0, split));
   const writer = protobuf.Writer.create();
   for (const vh of hosts) {
-    const key = `${TYPE_URLS.virtualHost}\n${JSON.stringify(vh)}`;
-    let encoded = cache.get(key);
+    // By identity first: translation keeps a virtual host's object across pushes while nothing it reads changed.
+    let encoded = cache.getByObject(TYPE_URLS.virtualHost, vh);
     if (encoded === undefined) {
-      encoded = snapshotResource('', packAny(TYPE_URLS.virtualHost, vh));
-      cache.set(key, encoded);
+      const key = `${TYPE_URLS.virtualHost}\n${JSON.stringify(vh)}`;
+      encoded = cache.get(key);
+      if (encoded === undefined) {
+        encoded = snapshotResource('', packAny(TYPE_URLS.virtualHost, vh));
+        cache.set(key, encoded);
+      }
+      cache.setByObject(TYPE_URLS.virtualHost, vh, encoded);
     }
     writer.uint32((RC_VIRTUAL_HOSTS_FIELD << 3) | 2).uint32(encoded.any.value.length);
     parts.push(Buffer.from(writer.finish()), encoded.any.value);

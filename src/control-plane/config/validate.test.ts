@@ -318,3 +318,32 @@ test('a document validated cleanly before gives the very same resources again, u
   assert.equal(both.model.virtualServices.length, 1);
   assert.match(both.diagnostics[0]?.message ?? '', /duplicate VirtualService ns\/r: first defined at 0\.yaml:1/);
 });
+
+test('loadConfig with a cache reads again only files whose size or modification time changed, and trusts a stat only well after the last change', async () => {
+  const { mkdtempSync, writeFileSync, utimesSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'sloop-load-'));
+  try {
+    const file = join(dir, 'svc.yaml');
+    const svc = (port: number) => `apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: ns}\nspec: {ports: [{port: ${port}, name: http}]}\n`;
+    const old = new Date(Date.now() - 60_000);
+    writeFileSync(file, svc(1111));
+    utimesSync(file, old, old);
+    const cache = new Map();
+    assert.equal(loadConfig([dir], cache).model.services[0]?.ports[0]?.port, 1111);
+    // Same size, same (old) mtime: the stat says unchanged, so the file is not read again.
+    writeFileSync(file, svc(2222));
+    utimesSync(file, old, old);
+    assert.equal(loadConfig([dir], cache).model.services[0]?.ports[0]?.port, 1111);
+    // A fresh mtime: read again.
+    const now = new Date();
+    utimesSync(file, now, now);
+    assert.equal(loadConfig([dir], cache).model.services[0]?.ports[0]?.port, 2222);
+    // Changed again within the racy window, same size and the same mtime: not trusted, read again.
+    writeFileSync(file, svc(3333));
+    utimesSync(file, now, now);
+    assert.equal(loadConfig([dir], cache).model.services[0]?.ports[0]?.port, 3333);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
