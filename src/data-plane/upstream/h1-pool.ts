@@ -15,7 +15,8 @@ import type { MixedPool } from './mixed-pool.ts';
 export class H1Pool implements H1ClientHooks {
   private readonly idle: H1ClientConnection[] = [];
   private readonly all = new Set<H1ClientConnection>();
-  private readonly pending: PendingRequests;
+  /** Requests waiting here (auto_config's mixed pool cancels in, and hands over, the queue directly). */
+  readonly pending: PendingRequests;
   private connecting = 0;
   private readonly cluster: ClusterRuntime;
   readonly host: UpstreamHost;
@@ -60,17 +61,7 @@ export class H1Pool implements H1ClientHooks {
   /** Removes a request that no longer wants a connection (downstream went away, timeout). */
   cancel(cb: PoolCallbacks): void {
     if (this.mixed !== undefined) this.mixed.cancel(cb);
-    else this.cancelHere(cb);
-  }
-
-  /** Removes `cb` if it waits in this pool; whether it did. */
-  cancelHere(cb: PoolCallbacks): boolean {
-    return this.pending.cancel(cb);
-  }
-
-  /** auto_config: hands every waiting request over to the other pool (they stay counted as pending). */
-  takeAllPending(): PoolCallbacks[] {
-    return this.pending.takeAll();
+    else this.pending.cancel(cb);
   }
 
   /**

@@ -22,7 +22,8 @@ interface Session {
 
 export class H2Pool {
   private readonly sessions: Session[] = [];
-  private readonly pending: PendingRequests;
+  /** Requests waiting here (auto_config's mixed pool cancels in, and hands over, the queue directly). */
+  readonly pending: PendingRequests;
   private readonly cluster: ClusterRuntime;
   readonly host: UpstreamHost;
   /** The host's transport socket when the pool was made: pools are per (host, transport socket). */
@@ -60,17 +61,7 @@ export class H2Pool {
 
   cancel(cb: PoolCallbacks): void {
     if (this.mixed !== undefined) this.mixed.cancel(cb);
-    else this.cancelHere(cb);
-  }
-
-  /** Removes `cb` if it waits in this pool; whether it did. */
-  cancelHere(cb: PoolCallbacks): boolean {
-    return this.pending.cancel(cb);
-  }
-
-  /** auto_config: hands every waiting request over to the other pool (they stay counted as pending). */
-  takeAllPending(): PoolCallbacks[] {
-    return this.pending.takeAll();
+    else this.pending.cancel(cb);
   }
 
   /**

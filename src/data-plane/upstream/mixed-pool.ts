@@ -68,11 +68,11 @@ export class MixedPool {
    */
   handOver(from: H1Pool | H2Pool, socket: Socket): void {
     const to = from === this.h1 ? this.h2 : this.h1;
-    to.adopt(socket, from.takeAllPending());
+    to.adopt(socket, from.pending.takeAll());
   }
 
   /** Removes a waiting request from whichever pool holds it (a hand-over may have moved it). */
   cancel(cb: PoolCallbacks): void {
-    if (!this.h1.cancelHere(cb)) this.h2.cancelHere(cb);
+    if (!this.h1.pending.cancel(cb)) this.h2.pending.cancel(cb);
   }
 }
