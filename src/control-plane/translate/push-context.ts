@@ -48,61 +48,49 @@ export class PushContext {
   readonly #byClassEndpointFree: Map<string, unknown>;
   /** Per-proxy inbound builds (see {@link memoInbound}), by the connected proxy's own object. */
   readonly #inbound: WeakMap<ProxyInfo, unknown>;
-  /** Per class and service builds of this push (see {@link memoByService}), with the endpoints they were built from. */
-  readonly #byService: Map<string, { endpoints: string; value: unknown }>;
-  /** The previous push's, when only endpoints may differ since (else undefined). */
-  readonly #previousByService: ReadonlyMap<string, { endpoints: string; value: unknown }> | undefined;
+  /** Per class and service builds (see {@link memoByService}), each with the endpoints it was built from. */
+  readonly #byService: KeptBuilds;
   readonly #endpointKeys = new WeakMap<RegistryService, string>();
-  /** Virtual hosts of this push (see {@link memoVirtualHost}) with the VirtualService they were built from. */
-  readonly #virtualHosts: Map<string, { vs: unknown; value: unknown }>;
-  readonly #previousVirtualHosts: ReadonlyMap<string, { vs: unknown; value: unknown }> | undefined;
+  /** Virtual hosts (see {@link memoVirtualHost}), each with the VirtualService it was built from. */
+  readonly #virtualHosts: KeptBuilds;
   /** servicesOf per proxy, within this push. */
   readonly #servicesOf = new WeakMap<ProxyInfo, RegistryService[]>();
-
-  /**
-   * @param previous the last push, if any. When it was made from the same model but for endpoint kinds (a proxy
-   *   connected or left, a WorkloadEntry changed), its endpoint-free per-class builds (routes, listeners) are
-   *   reused, since the registry's services, ports and hosts come from the model alone (registry.ts) and only
-   *   endpoints differ. When only VirtualServices differ and the registry is equal, its clusters and endpoints are.
-   */
   /** Key sets the control plane fetched, by RequestAuthentication jwksUri (control-plane/jwks/resolver.ts). */
   readonly jwks: ReadonlyMap<string, string>;
 
+  /**
+   * @param previous the last push, if any: what it built is reused wherever this push's inputs differ only in what
+   *   that build does not read (each rule below says what that is).
+   */
   constructor(model: ConfigModel, registry: Registry, previous?: PushContext, inputs: PushInputs = {}) {
     this.model = model;
     this.registry = registry;
     this.jwks = inputs.jwks ?? new Map();
-    // Routes and listeners read no endpoint and no WorkloadEntry: after a change of endpoints only (a proxy came
-    // or went, a WorkloadEntry was added or edited) they are still right.
     // Which kinds of the model differ from the previous push's (compared once, then read by each reuse rule).
     const changed = previous === undefined ? undefined : previous.model === model ? new Set<keyof ConfigModel>() : changedKinds(previous.model, model);
     const onlyChanged = (allowed: readonly (keyof ConfigModel)[]): boolean => changed !== undefined && [...changed].every((k) => allowed.includes(k));
-    this.#byClassEndpointFree = previous !== undefined && onlyChanged(ENDPOINT_KINDS) && sameServices(previous.registry, registry)
-      ? previous.#byClassEndpointFree
-      : new Map();
-    // Per-service clusters and endpoints: after a change of endpoints only, a service whose endpoints are the same
-    // keeps its previous ones (a WorkloadEntry added rebuilds one service's, not every class's thousands).
-    this.#previousByService = previous !== undefined && onlyChanged(ENDPOINT_KINDS) && sameServices(previous.registry, registry) ? previous.#byService : undefined;
-    // Virtual hosts read the services, DestinationRules and the one VirtualService of their host: after a change of
-    // VirtualServices (or endpoints) only, one whose VirtualService is the same object is still right.
-    this.#previousVirtualHosts = previous !== undefined && onlyChanged([...ENDPOINT_KINDS, 'virtualServices']) && sameServices(previous.registry, registry) ? previous.#virtualHosts : undefined;
-    // A proxy's inbound listeners and clusters read its workload's services (not their endpoints) and the
-    // security, telemetry and mesh config, never a VirtualService or an endpoint: after a change of only those,
-    // with the same services and fetched key sets, each connected proxy's are still right.
-    this.#inbound = previous !== undefined && onlyChanged([...ENDPOINT_KINDS, 'virtualServices']) && sameServices(previous.registry, registry) && sameMap(previous.jwks, inputs.jwks ?? new Map())
-      ? previous.#inbound
-      : new WeakMap();
+    // The registry's services, ports and hosts come from the model alone (registry.ts); only endpoints may differ.
+    const sameServicesAsBefore = previous !== undefined && sameServices(previous.registry, registry);
+    // Routes and outbound listeners read no endpoint and no WorkloadEntry: after a change of endpoints only (a
+    // proxy came or went, a WorkloadEntry was added or edited) they are still right.
+    const endpointsOnly = sameServicesAsBefore && onlyChanged(ENDPOINT_KINDS);
+    this.#byClassEndpointFree = endpointsOnly ? previous!.#byClassEndpointFree : new Map();
     // Clusters and endpoints read no VirtualService: after an edit of VirtualServices only (the commonest
     // change), with the same registry, the previous push's are still right, and their objects (already encoded,
     // found by identity in the EncodingCache) are reused instead of rebuilt for every class.
-    this.#byClass = previous !== undefined && onlyChanged(['virtualServices']) && sameRegistry(previous.registry, registry)
-      ? previous.#byClass
-      : new Map();
-    // With the endpoint-free class builds, the virtual hosts they were made of (the next VirtualService edit starts
-    // from them).
-    this.#virtualHosts = previous !== undefined && this.#byClassEndpointFree === previous.#byClassEndpointFree ? previous.#virtualHosts : new Map();
-    // With the class builds, their per-service parts (the next endpoint-only push starts from them).
-    this.#byService = previous !== undefined && this.#byClass === previous.#byClass ? previous.#byService : new Map();
+    this.#byClass = previous !== undefined && onlyChanged(['virtualServices']) && sameRegistry(previous.registry, registry) ? previous.#byClass : new Map();
+    // Per-service clusters and endpoints: after a change of endpoints only, a service whose endpoints are the same
+    // keeps its previous ones (a WorkloadEntry added rebuilds one service's, not every class's thousands). When the
+    // class builds were reused whole, so are their parts (the next endpoint-only push starts from them).
+    this.#byService = new KeptBuilds(previous === undefined ? undefined : previous.#byService, { share: previous !== undefined && previous.#byClass === this.#byClass, reuse: endpointsOnly });
+    // Virtual hosts read the services, DestinationRules and the one VirtualService of their host: after a change
+    // of VirtualServices (or endpoints) only, one whose VirtualService is the same object is still right.
+    const virtualServicesOrEndpointsOnly = sameServicesAsBefore && onlyChanged([...ENDPOINT_KINDS, 'virtualServices']);
+    this.#virtualHosts = new KeptBuilds(previous === undefined ? undefined : previous.#virtualHosts, { share: previous !== undefined && previous.#byClassEndpointFree === this.#byClassEndpointFree, reuse: virtualServicesOrEndpointsOnly });
+    // A proxy's inbound listeners and clusters read its workload's services (not their endpoints) and the
+    // security, telemetry and mesh config, never a VirtualService or an endpoint: after a change of only those,
+    // with the same fetched key sets, each connected proxy's are still right.
+    this.#inbound = virtualServicesOrEndpointsOnly && sameMap(previous!.jwks, this.jwks) ? previous!.#inbound : new WeakMap();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
     for (const dr of model.destinationRules) {
       const indexed = { host: resolveShortname(dr.spec.host, dr.namespace), resource: dr, order: this.#destinationRules.length };
@@ -199,15 +187,9 @@ export class PushContext {
    * or takes the previous push's if only endpoints changed since and this service's are equal.
    */
   memoByService<T>(classKey: string, what: string, service: RegistryService, build: () => T): T {
-    const key = `${classKey}\n${what}\n${service.namespace}/${service.hostname}`;
-    const mine = this.#byService.get(key);
-    if (mine !== undefined) return mine.value as T;
     let endpoints = this.#endpointKeys.get(service);
     if (endpoints === undefined) this.#endpointKeys.set(service, (endpoints = JSON.stringify([...service.endpoints])));
-    const before = this.#previousByService?.get(key);
-    const entry = before !== undefined && before.endpoints === endpoints ? before : { endpoints, value: build() };
-    this.#byService.set(key, entry);
-    return entry.value as T;
+    return this.#byService.get(`${classKey}\n${what}\n${service.namespace}/${service.hostname}`, endpoints, build);
   }
 
   /**
@@ -216,12 +198,7 @@ export class PushContext {
    * very object it was built from.
    */
   memoVirtualHost<T>(key: string, vs: unknown, build: () => T): T {
-    const mine = this.#virtualHosts.get(key);
-    if (mine !== undefined) return mine.value as T;
-    const before = this.#previousVirtualHosts?.get(key);
-    const entry = before !== undefined && before.vs === vs ? before : { vs, value: build() };
-    this.#virtualHosts.set(key, entry);
-    return entry.value as T;
+    return this.#virtualHosts.get(key, vs, build);
   }
 
   memoByClass<T>(key: string, build: () => T, opts: { endpointFree?: boolean } = {}): T {
@@ -349,6 +326,30 @@ function selectorLabelKeys(model: ConfigModel): string[] {
 const ENDPOINT_KINDS: readonly (keyof ConfigModel)[] = ['workloadEntries', 'workloads'];
 
 /** Equal models but for the kinds in `except` (compared as JSON: every other kind, every field, positions too). */
+/**
+ * Builds by key, each with the input it was built from (`token`, compared by identity), kept across pushes: a
+ * push's build is taken from the previous push's when `reuse` allows it and the token is the same. `share` keeps
+ * the previous push's very map (its builds are all still right, as when the builds made of them were reused whole).
+ */
+class KeptBuilds {
+  readonly #entries: Map<string, { token: unknown; value: unknown }>;
+  readonly #previous: ReadonlyMap<string, { token: unknown; value: unknown }> | undefined;
+
+  constructor(previous: KeptBuilds | undefined, opts: { share: boolean; reuse: boolean }) {
+    this.#entries = previous !== undefined && opts.share ? previous.#entries : new Map();
+    this.#previous = previous !== undefined && opts.reuse ? previous.#entries : undefined;
+  }
+
+  get<T>(key: string, token: unknown, build: () => T): T {
+    const mine = this.#entries.get(key);
+    if (mine !== undefined) return mine.value as T;
+    const before = this.#previous?.get(key);
+    const entry = before !== undefined && before.token === token ? before : { token, value: build() };
+    this.#entries.set(key, entry);
+    return entry.value as T;
+  }
+}
+
 /** The kinds (model keys) whose resources differ between two models. */
 function changedKinds(a: ConfigModel, b: ConfigModel): Set<keyof ConfigModel> {
   const out = new Set<keyof ConfigModel>();
