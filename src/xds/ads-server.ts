@@ -20,7 +20,7 @@ import type { DiscoveryRequest__Output } from './gen/envoy/service/discovery/v3/
 import type { DiscoveryResponse } from './gen/envoy/service/discovery/v3/DiscoveryResponse.ts';
 import type { Node__Output } from './gen/envoy/config/core/v3/Node.ts';
 import { protoIncludeDirs } from './protos.ts';
-import { EMPTY_TYPE, diffTypes, type Snapshot, type SnapshotResource, type TypeSnapshot } from './snapshot.ts';
+import { EMPTY_TYPE, byName, diffTypes, type Snapshot, type SnapshotResource, type TypeSnapshot } from './snapshot.ts';
 import type { NodeInfo, SnapshotCache } from './snapshot-cache.ts';
 import { PUSH_ORDER, TYPE_URLS, isFullStateType, shortTypeName } from './type-urls.ts';
 import { VHDS_CLIENT_FEATURE, vhdsTypes } from './vhds.ts';
@@ -853,7 +853,7 @@ class DeltaStream extends AdsStream {
       // server answers a subscription to a resource that does not exist with its name in removed_resources.
       for (const name of st.unanswered) if (!all.has(name)) removed.add(name);
       st.unanswered.clear();
-      updated.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      updated.sort(byName);
     }
     // From here the client holds `type` within its subscription (or will, once it applies this response).
     st.client = undefined;

@@ -361,15 +361,14 @@ function typeOfList(kind: Prepared, list: readonly object[], cache: EncodingCach
       diagnostics.push(error(path, `cannot encode ${shortKind(kind.typeUrl)} "${name}": ${(err as Error).message}`));
       return;
     }
-    const encoded: SnapshotResource = { name, version: hashBytes(any.value), any };
+    const encoded = snapshotResource(name, any);
     items.set(name, encoded);
     if (cache !== undefined) {
       if (key !== undefined) cache.set(key, encoded);
       cache.setByObject(kind.typeUrl, resource, encoded);
     }
   });
-  const sorted = [...items.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const type: TypeSnapshot = { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) };
+  const type = typeSnapshotOf(items.values());
   // Only a clean list is remembered, so a list with problems reports them every time.
   if (cache !== undefined && diagnostics.length === errorsBefore) cache.setList(kind.typeUrl, list, type);
   return type;
@@ -478,7 +477,8 @@ function diffMaps(a: ReadonlyMap<string, SnapshotResource>, b: ReadonlyMap<strin
   return diff;
 }
 
-const byName = (x: SnapshotResource, y: SnapshotResource): number => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
+/** Orders resources by name (snapshots, diffs and responses list them so). */
+export const byName = (x: SnapshotResource, y: SnapshotResource): number => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0);
 
 /** The version of a layered type: a hash of its parts' versions. */
 function hashVersions(shared: string, own: string): string {
@@ -581,7 +581,7 @@ export function snapshotResource(name: string, any: PackedAny): SnapshotResource
 
 /** A type made of already encoded resources (names unique), sorted and versioned as createSnapshot does. */
 export function typeSnapshotOf(resources: Iterable<SnapshotResource>): TypeSnapshot {
-  const sorted = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const sorted = [...resources].sort(byName);
   return { version: hashEntries(sorted), resources: new Map(sorted.map((r) => [r.name, r])) };
 }
 
