@@ -47,6 +47,8 @@ const { listener: LISTENER_TYPE, cluster: CLUSTER_TYPE, route: ROUTE_TYPE, endpo
 /** Envoy's default initial_fetch_timeout (config_source.proto). */
 const DEFAULT_INITIAL_FETCH_MS = 15_000;
 const T = 'type.googleapis.com/';
+/** The holders' key of default CompileRouteOptions (holders are keyed by their options' JSON). */
+const DEFAULT_OPTS_KEY = JSON.stringify({});
 
 /** A resource as /config_dump shows it. */
 export interface DumpedResource<T> {
@@ -302,8 +304,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       try {
         built.push({ rt: this.env.clusters.build(c), key, version: r.version });
       } catch (err) {
-        if (err instanceof ConfigError) for (const d of err.diagnostics) if (d.severity === 'error') diags.push(`${where}: ${formatDiagnostic(d)}`);
-        if (!(err instanceof ConfigError)) diags.push(`${where}: ${(err as Error).message}`);
+        diags.push(...problemsOf(where, err));
       }
     }
     if (diags.length > 0) {
@@ -461,8 +462,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
         });
         built.push({ rt, entry: { name: l.name, version: r.version, config: l, lastUpdatedMs: 0 }, rdsNames: [...rds], key });
       } catch (err) {
-        if (err instanceof ConfigError) for (const d of err.diagnostics) if (d.severity === 'error') diags.push(`${where}: ${formatDiagnostic(d)}`);
-        if (!(err instanceof ConfigError)) diags.push(`${where}: ${(err as Error).message}`);
+        diags.push(...problemsOf(where, err));
       } finally {
         this.collecting = undefined;
       }
@@ -618,8 +618,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
         }
         compiled.set(r.name, table);
       } catch (err) {
-        if (err instanceof ConfigError) for (const d of err.diagnostics) if (d.severity === 'error') diags.push(`RouteConfiguration ${JSON.stringify(r.name)}: ${formatDiagnostic(d)}`);
-        if (!(err instanceof ConfigError)) diags.push(`RouteConfiguration ${JSON.stringify(r.name)}: ${(err as Error).message}`);
+        diags.push(...problemsOf(`RouteConfiguration ${JSON.stringify(r.name)}`, err));
       }
     }
     if (diags.length > 0) {
@@ -633,7 +632,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       e.config = r.resource as RouteConfiguration__Output;
       e.version = r.version;
       e.lastUpdatedMs = now;
-      for (const h of e.holders.values()) h.current = compileRouteConfig(this.tableOf(e.config), h.opts);
+      this.recompile(e, compiled.get(r.name));
       e.stats.update_success.inc();
       e.stats.config_reload.inc();
       e.received = true;
@@ -648,6 +647,14 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       for (const h of e.holders.values()) h.current = compileRouteConfig(emptyRoutes(name), h.opts);
     }
     return undefined;
+  }
+
+  /**
+   * Compiles the entry's table for each connection manager holding it; `checked`, the table compiled with the
+   * default options to check the update, serves the holders that use those (most), so it is not compiled twice.
+   */
+  private recompile(e: RouteEntry, checked: CompiledRouteConfig | undefined): void {
+    for (const [optsKey, h] of e.holders) h.current = optsKey === DEFAULT_OPTS_KEY && checked !== undefined ? checked : compileRouteConfig(this.tableOf(e.config!), h.opts);
   }
 
   /**
@@ -668,6 +675,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
   private applyVirtualHosts(u: ResourceUpdate): string[] | undefined {
     const diags: string[] = [];
     const touched = new Map<string, Map<string, VirtualHost__Output>>();
+    const compiled = new Map<string, CompiledRouteConfig>();
     const hostsOf = (name: string, where: string): Map<string, VirtualHost__Output> | undefined => {
       const slash = name.lastIndexOf('/');
       if (slash <= 0 || slash === name.length - 1) {
@@ -685,10 +693,9 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       const e = this.routes.get(table);
       if (!e?.config?.vhds) continue; // not held (yet): checked when the table arrives
       try {
-        compileRouteConfig(this.tableOf(e.config, hosts));
+        compiled.set(table, compileRouteConfig(this.tableOf(e.config, hosts)));
       } catch (err) {
-        if (err instanceof ConfigError) for (const d of err.diagnostics) if (d.severity === 'error') diags.push(`RouteConfiguration ${JSON.stringify(table)} with VHDS: ${formatDiagnostic(d)}`);
-        if (!(err instanceof ConfigError)) diags.push(`RouteConfiguration ${JSON.stringify(table)} with VHDS: ${(err as Error).message}`);
+        diags.push(...problemsOf(`RouteConfiguration ${JSON.stringify(table)} with VHDS`, err));
       }
     }
     if (diags.length > 0) return diags;
@@ -698,7 +705,7 @@ export class DynamicConfig implements AdsHandler, RdsProvider {
       else this.vhosts.set(table, hosts);
       const e = this.routes.get(table);
       if (!e?.config?.vhds) continue;
-      for (const h of e.holders.values()) h.current = compileRouteConfig(this.tableOf(e.config), h.opts);
+      this.recompile(e, compiled.get(table));
       e.lastUpdatedMs = now;
       e.stats.config_reload.inc();
     }
@@ -814,6 +821,12 @@ function rdsTimeoutOf(any: { type_url: string; value: Buffer }): Duration__Outpu
 
 function unpackHcm(any: { type_url: string; value: Buffer }): HttpConnectionManager__Output {
   return unpackAny<HttpConnectionManager__Output>(any);
+}
+
+/** A failed build as NACK lines: each error diagnostic of a ConfigError, else the error's message, after `where`. */
+function problemsOf(where: string, err: unknown): string[] {
+  if (!(err instanceof ConfigError)) return [`${where}: ${(err as Error).message}`];
+  return err.diagnostics.filter((d) => d.severity === 'error').map((d) => `${where}: ${formatDiagnostic(d)}`);
 }
 
 function emptyRoutes(name: string): RouteConfiguration__Output {
