@@ -34,6 +34,8 @@ program
       namespace: o.namespace,
       serviceAccount: o.serviceAccount,
       certTtlS: o.certTtlS === undefined ? undefined : Number(o.certTtlS),
+      // SLOOP_SOCKET_IO=stream: HTTP/1.1 reads and writes through net.Socket streams instead of the TCP handle.
+      streamIo: process.env.SLOOP_SOCKET_IO === 'stream',
     });
   });
 

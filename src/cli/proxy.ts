@@ -7,6 +7,7 @@ import { ConfigError, SloopError, formatDiagnostic, type Diagnostic } from '../s
 import { createLogger, type LogLevel } from '../shared/log.ts';
 import { releaseStartupMemory } from '../shared/heap.ts';
 import { SecretManager } from '../data-plane/tls/secrets.ts';
+import { useStreamIo } from '../data-plane/socket-io.ts';
 import type { WorkloadAgent } from '../data-plane/agent/agent.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../shared/identity/spiffe.ts';
 import type { Bootstrap__Output } from '../xds/gen/envoy/config/bootstrap/v3/Bootstrap.ts';
@@ -25,6 +26,8 @@ export interface ProxyCliOptions {
   /** Defaults: node metadata NAMESPACE and SERVICE_ACCOUNT (Istio's keys). */
   namespace?: string;
   serviceAccount?: string;
+  /** HTTP/1.1 reads and writes through net.Socket streams, not the TCP handle (data-plane/socket-io.ts). */
+  streamIo?: boolean;
   /** Requested certificate lifetime in seconds (0: the CA's default). */
   certTtlS?: number;
 }
@@ -67,6 +70,7 @@ function createAgent(o: ProxyCliOptions, bootstrap: Bootstrap__Output, secrets: 
 /** Returns the process exit code. */
 export async function runProxy(o: ProxyCliOptions): Promise<number> {
   const log = createLogger((o.logLevel === 'off' ? 'silent' : o.logLevel) as LogLevel);
+  if (o.streamIo === true) useStreamIo();
   let server: ProxyServer;
   let agent: WorkloadAgent | undefined;
   try {

@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net';
 import { H1Parser, type H1ParseError } from './parser.ts';
 import type { RequestHead, ResetReason, UpstreamStream } from '../stream.ts';
+import { socketIo, type SocketIo } from '../../socket-io.ts';
 
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
@@ -25,6 +26,8 @@ export interface H1ClientHooks {
 
 export class H1ClientConnection implements UpstreamStream {
   readonly socket: Socket;
+  /** Reads and writes (on the TCP handle for a plain socket, see socket-io.ts). */
+  private readonly io: SocketIo;
   private readonly parser: H1Parser;
   private readonly hooks: H1ClientHooks;
   onHeaders: (status: number, headers: string[], endStream: boolean) => void = noopHeaders;
@@ -60,11 +63,12 @@ export class H1ClientConnection implements UpstreamStream {
     p.onBody = this.onBody.bind(this);
     p.onMessageComplete = this.onMessageComplete.bind(this);
     p.onError = this.onParseError.bind(this);
-    socket.on('data', this.onSocketData.bind(this));
+    const onDrain = this.onSocketDrain.bind(this);
+    this.io = socketIo(socket, this.onSocketData.bind(this), onDrain);
     socket.on('end', this.onSocketEnd.bind(this));
     socket.on('close', this.onSocketClose.bind(this));
     socket.on('error', noop);
-    socket.on('drain', this.onSocketDrain.bind(this));
+    socket.on('drain', onDrain);
     socket.setNoDelay(true);
   }
 
@@ -113,7 +117,7 @@ export class H1ClientConnection implements UpstreamStream {
     }
     const sock = this.socket;
     if (endStream) {
-      sock.write(s + '\r\n', 'latin1');
+      this.io.write(s + '\r\n');
       this.requestSent = true;
     } else {
       sock.cork();
@@ -124,13 +128,13 @@ export class H1ClientConnection implements UpstreamStream {
 
   write(chunk: Buffer): boolean {
     if (this.closed || chunk.length === 0) return true;
-    const sock = this.socket;
+    const io = this.io;
     if (this.chunked) {
-      sock.write(chunk.length.toString(16) + '\r\n', 'latin1');
-      sock.write(chunk);
-      return sock.write(CRLF);
+      io.write(chunk.length.toString(16) + '\r\n');
+      io.write(chunk);
+      return io.write(CRLF);
     }
-    return sock.write(chunk);
+    return io.write(chunk);
   }
 
   end(trailers: string[] | null): void {
@@ -140,8 +144,8 @@ export class H1ClientConnection implements UpstreamStream {
       if (trailers !== null && trailers.length > 0) {
         let s = '0\r\n';
         for (let i = 0; i < trailers.length; i += 2) s += trailers[i] + ': ' + trailers[i + 1] + '\r\n';
-        this.socket.write(s + '\r\n', 'latin1');
-      } else this.socket.write(LAST_CHUNK);
+        this.io.write(s + '\r\n');
+      } else this.io.write(LAST_CHUNK);
     }
     if (this.responseDone) this.release();
   }
@@ -154,11 +158,11 @@ export class H1ClientConnection implements UpstreamStream {
   }
 
   pauseResponse(): void {
-    this.socket.pause();
+    this.io.pause();
   }
 
   resumeResponse(): void {
-    this.socket.resume();
+    this.io.resume();
   }
 
   private onSocketData(data: Buffer): void {
@@ -207,6 +211,7 @@ export class H1ClientConnection implements UpstreamStream {
     sock.removeAllListeners('end');
     sock.removeAllListeners('close');
     sock.removeAllListeners('drain');
+    this.io.detach();
     this.hooks.onClosed(this);
     if (cb === null) {
       sock.destroy();
@@ -250,7 +255,7 @@ export class H1ClientConnection implements UpstreamStream {
     this.parser.reset();
     // The response may have completed inside the same read that made the router pause it for a slow
     // downstream: an idle connection must read again, or the next request on it never sees its response.
-    if (this.socket.isPaused()) this.socket.resume();
+    if (this.io.isPaused()) this.io.resume();
     this.hooks.onIdle(this);
   }
 

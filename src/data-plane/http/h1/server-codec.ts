@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { H1Parser, type H1ParseError } from './parser.ts';
 import type { DownstreamConnectionInfo, RequestHead, ResetReason, ServerStream } from '../stream.ts';
 import { statusLine } from '../status-text.ts';
+import { socketIo, type SocketIo } from '../../socket-io.ts';
 
 export interface H1ServerOptions {
   maxHeaderBytes: number;
@@ -68,7 +69,7 @@ class H1ServerStream implements ServerStream {
       // Interim response (100 Continue, 103): forward as is, the final one follows.
       let s = statusLine(status);
       for (let i = 0; i < headers.length; i += 2) s += headers[i] + ': ' + headers[i + 1] + '\r\n';
-      this.c.socket.write(s + '\r\n', 'latin1');
+      this.c.io.write(s + '\r\n');
       return;
     }
     this.responseStarted = true;
@@ -136,29 +137,29 @@ class H1ServerStream implements ServerStream {
     if (this.pendingHead !== '') {
       const h = this.pendingHead;
       this.pendingHead = '';
-      if (!this.c.closed) this.c.socket.write(h, 'latin1');
+      if (!this.c.closed) this.c.io.write(h);
     }
   }
 
   write(chunk: Buffer): boolean {
     if (this.responseDone || this.c.closed || chunk.length === 0) return true;
-    const sock = this.c.socket;
+    const io = this.c.io;
     if (this.pendingHead !== '' && this.bodyMode === BODY_LENGTH) {
       const h = this.pendingHead;
       this.pendingHead = '';
       const out = Buffer.allocUnsafe(h.length + chunk.length);
       out.write(h, 0, 'latin1');
       chunk.copy(out, h.length);
-      return sock.write(out);
+      return io.write(out);
     }
     this.flush();
     if (this.bodyMode === BODY_CHUNKED) {
-      sock.write(chunk.length.toString(16) + '\r\n', 'latin1');
-      sock.write(chunk);
-      return sock.write(CRLF);
+      io.write(chunk.length.toString(16) + '\r\n');
+      io.write(chunk);
+      return io.write(CRLF);
     }
     if (this.bodyMode === BODY_NONE) return true;
-    return sock.write(chunk);
+    return io.write(chunk);
   }
 
   end(trailers: string[] | null): void {
@@ -169,9 +170,9 @@ class H1ServerStream implements ServerStream {
       if (trailers !== null && trailers.length > 0) {
         let s = '0\r\n';
         for (let i = 0; i < trailers.length; i += 2) s += trailers[i] + ': ' + trailers[i + 1] + '\r\n';
-        this.c.socket.write(s + '\r\n', 'latin1');
+        this.c.io.write(s + '\r\n');
       } else {
-        this.c.socket.write(LAST_CHUNK);
+        this.c.io.write(LAST_CHUNK);
       }
     }
     this.finishResponse();
@@ -194,11 +195,11 @@ class H1ServerStream implements ServerStream {
   }
 
   pauseRequest(): void {
-    this.c.socket.pause();
+    this.c.io.pause();
   }
 
   resumeRequest(): void {
-    this.c.socket.resume();
+    this.c.io.resume();
   }
 
   closeAfterResponse(): void {
@@ -223,6 +224,8 @@ function noopReset(_r: ResetReason): void {}
 /** Drives one downstream HTTP/1.1 connection. */
 export class H1ServerConnection {
   readonly socket: Socket;
+  /** Reads and writes (on the TCP handle for a plain socket, see socket-io.ts). */
+  readonly io: SocketIo;
   readonly opts: H1ServerOptions;
   private readonly parser: H1Parser;
   private current: H1ServerStream | null = null;
@@ -244,11 +247,12 @@ export class H1ServerConnection {
     p.onBody = this.onBody.bind(this);
     p.onMessageComplete = this.onMessageComplete.bind(this);
     p.onError = this.onParseError.bind(this);
-    socket.on('data', this.onSocketData.bind(this));
+    const onDrain = this.onSocketDrain.bind(this);
+    this.io = socketIo(socket, this.onSocketData.bind(this), onDrain);
     socket.on('end', this.onSocketEnd.bind(this));
     socket.on('close', this.onSocketClose.bind(this));
     socket.on('error', noop);
-    socket.on('drain', this.onSocketDrain.bind(this));
+    socket.on('drain', onDrain);
     socket.setNoDelay(true);
     this.armIdle();
   }
@@ -288,7 +292,7 @@ export class H1ServerConnection {
     if (!this.parsing) {
       // Bounded: a client that pipelines while we answer may send at most one head's worth ahead.
       this.pending = this.pending.length === 0 ? data : Buffer.concat([this.pending, data]);
-      if (this.pending.length > this.opts.maxHeaderBytes + 65536) this.socket.pause();
+      if (this.pending.length > this.opts.maxHeaderBytes + 65536) this.io.pause();
       return;
     }
     this.feed(data);
@@ -319,7 +323,7 @@ export class H1ServerConnection {
     this.headTimer = null;
     if (this.closed || this.detached || this.current !== null) return;
     const body = this.opts.onHeadTimeout?.() ?? 'request timeout';
-    this.socket.write(statusLine(408) + `content-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`, 'latin1');
+    this.io.write(statusLine(408) + `content-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
     this.closeAfterFlush();
   }
 
@@ -416,10 +420,7 @@ export class H1ServerConnection {
     }
     if (s === null || !s.responseStarted) {
       const body = err.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-      this.socket.write(
-        statusLine(err.status) + `content-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`,
-        'latin1',
-      );
+      this.io.write(statusLine(err.status) + `content-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`);
     }
     this.closeAfterFlush();
   }
@@ -442,7 +443,7 @@ export class H1ServerConnection {
       this.parser.resume();
       const p = this.pending;
       this.pending = EMPTY;
-      if (this.socket.isPaused()) this.socket.resume();
+      if (this.io.isPaused()) this.io.resume();
       if (p.length > 0) this.feed(p);
     }
   }
@@ -506,6 +507,7 @@ export class H1ServerConnection {
   detach(): { socket: Socket; head: Buffer } {
     this.detached = true;
     this.clearIdleTimer();
+    this.io.detach();
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
     this.socket.removeAllListeners('drain');
