@@ -10,7 +10,7 @@
 //   node bench/paired.ts --a nginx --b sloop=.          # nginx as A: B/A is "× nginx" under identical load
 //
 // A target is `nginx` (the harness's nginx proxy config: 1 worker, upstream keepalive 256) or `sloop=<repo dir>`
-// (that checkout's bench/proxy-candidate; build it first) or `cmd=<file>` (any executable that follows proxy-bench's
+// (that checkout's bench/proxy-candidate; build it first; --a-flags/--b-flags set its SLOOP_NODE_FLAGS) or `cmd=<file>` (any executable that follows proxy-bench's
 // candidate contract). `--h2c` loads both with h2load -c16 -m10 instead of wrk.
 // Needs wrk, nginx, h2load and taskset; CPUs with --cpu-client (0) and --cpu-proxy (1).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -29,6 +29,8 @@ const { values: opt } = parseArgs({
     seconds: { type: 'string', default: '6' },
     warmup: { type: 'string', default: '3' },
     h2c: { type: 'boolean', default: false },
+    'a-flags': { type: 'string', default: '' },
+    'b-flags': { type: 'string', default: '' },
     'cpu-client': { type: 'string', default: '0' },
     'cpu-proxy': { type: 'string', default: '1' },
   },
@@ -128,7 +130,7 @@ function load(port: number, h2cPort: number, seconds: number): Promise<number> {
 
 interface Target { label: string; pid: number; port: number; h2cPort: number }
 
-async function startTarget(label: string, spec: string, upstream: number, upstreamH2: number): Promise<Target> {
+async function startTarget(label: string, spec: string, upstream: number, upstreamH2: number, nodeFlags: string): Promise<Target> {
   const port = await freePort();
   const h2cPort = await freePort();
   let p: ChildProcess;
@@ -145,6 +147,7 @@ async function startTarget(label: string, spec: string, upstream: number, upstre
     const repo = path.resolve(spec.slice('sloop='.length));
     p = start(label, path.join(repo, 'bench/proxy-candidate'), [], {
       CANDIDATE_PORT: String(port), CANDIDATE_H2C_PORT: String(h2cPort), UPSTREAM_PORT: String(upstream), PROXY_BENCH: '1',
+      ...(nodeFlags !== '' ? { SLOOP_NODE_FLAGS: nodeFlags } : {}),
     });
   } else if (spec.startsWith('cmd=')) {
     p = start(label, path.resolve(spec.slice('cmd='.length)), [], {
@@ -169,8 +172,8 @@ try {
   }`);
   start('upstream', 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-e', path.join(d, 'stderr.log')]);
   await waitReady(up);
-  const a = await startTarget('A', opt.a!, up, upH2);
-  const b = await startTarget('B', opt.b!, up, upH2);
+  const a = await startTarget('A', opt.a!, up, upH2, opt['a-flags']!);
+  const b = await startTarget('B', opt.b!, up, upH2, opt['b-flags']!);
   const what = opt.h2c ? 'h2c c=16 m=10' : `h1 c=${opt.conns}`;
   console.log(`paired ${what}: A = ${a.label}, B = ${b.label}; ${opt.rounds} rounds of ${opt.seconds} s`);
   await Promise.all([load(a.port, a.h2cPort, Number(opt.warmup)), load(b.port, b.h2cPort, Number(opt.warmup))]);
@@ -188,6 +191,14 @@ try {
     ratios.push(ub / ua);
     console.log(`round ${r + 1}: A ${ua.toFixed(1)} µs/req (${na} req)  B ${ub.toFixed(1)} µs/req (${nb} req)  B/A ${(ub / ua).toFixed(3)}`);
   }
+  const hwm = (pid: number) => {
+    try {
+      return (Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024).toFixed(1);
+    } catch {
+      return '?';
+    }
+  };
+  console.log(`peak RSS (VmHWM of the first process): A ${hwm(a.pid)} MiB, B ${hwm(b.pid)} MiB`);
   console.log(`median: A ${median(cpuA).toFixed(1)}  B ${median(cpuB).toFixed(1)} µs/req  B/A ${median(ratios).toFixed(3)} (range ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`);
 } finally {
   for (const p of procs) {
