@@ -45,7 +45,7 @@ interface StreamHandle {
 }
 
 interface Bindings {
-  WriteWrap: new () => { oncomplete: (this: WriteReq, status: number) => void; io: DirectIo | null };
+  WriteWrap: new () => { oncomplete: (this: WriteReq, status: number) => void; io: DirectIo | null; buffer: Buffer | null };
   state: Int32Array;
   kReadBytesOrError: number;
   kArrayBufferOffset: number;
@@ -131,6 +131,7 @@ function onDirectWriteDone(this: WriteReq, _status: number): void {
   // accounting is ours.
   const io = this.io;
   this.io = null;
+  this.buffer = null;
   if (io !== null) io.writeDone();
 }
 
@@ -175,6 +176,7 @@ class DirectIo implements SocketIo {
     const req = new b.WriteWrap();
     req.oncomplete = onDirectWriteDone;
     req.io = null;
+    req.buffer = null;
     const err = typeof data === 'string' ? this.handle.writeLatin1String(req, data) : this.handle.writeBuffer(req, data);
     if (err !== 0) {
       const e = new Error(`write ${getSystemErrorName(err)}`) as NodeJS.ErrnoException;
@@ -185,6 +187,9 @@ class DirectIo implements SocketIo {
       return false;
     }
     if (b.state[b.kLastWriteWasAsync] === 0) return this.queued === 0;
+    // libuv writes from the Buffer's memory later: keep the Buffer alive until then (Node's own writeGeneric does
+    // the same; a string was copied by the binding).
+    if (typeof data !== 'string') req.buffer = data;
     req.io = this;
     this.queued++;
     return false;
