@@ -29,7 +29,7 @@
  * (max−min)/median of the rate across rounds; differences (mTLS − plain) are taken within each round.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { cpus, tmpdir } from 'node:os';
@@ -38,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeTestPki, type TestPki } from '../test/helpers/certs.ts';
 import { freePort } from '../test/helpers/ports.ts';
+import { cpuTicks, nginxConfig, processTree } from './procs.ts';
 import {
   bootstrapWith,
   downstreamTls,
@@ -80,39 +81,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const pinned = (cpu: string, cmd: string[]): string[] => (PIN ? ['taskset', '-c', cpu, ...cmd] : cmd);
 
 // ---------------------------------------------------------------- processes and CPU (/proc)
-
-function readStat(pid: number): { ppid: number; ticks: number } {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
-}
-function processTree(root: number): number[] {
-  const kids = new Map<number, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const { ppid } = readStat(Number(d));
-      if (!kids.has(ppid)) kids.set(ppid, []);
-      kids.get(ppid)!.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) out.push(...(kids.get(out[i]) ?? []));
-  return out;
-}
-function cpuTicks(pids: readonly number[]): number {
-  let t = 0;
-  for (const p of pids) {
-    try {
-      t += readStat(p).ticks;
-    } catch {
-      // gone
-    }
-  }
-  return t;
-}
 
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -163,20 +131,7 @@ function ensureNginx(): void {
 function startNginx(dir: string, name: string, cpu: string, http: string): ChildProcess {
   const d = join(dir, name);
   mkdirSync(d, { recursive: true });
-  const conf = `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
-master_process on;
-pid ${d}/nginx.pid;
-error_log ${d}/error.log warn;
-events { worker_connections 8192; }
-http {
-  client_body_temp_path ${d}/cbt; proxy_temp_path ${d}/pt; fastcgi_temp_path ${d}/ft; uwsgi_temp_path ${d}/ut; scgi_temp_path ${d}/st;
-  access_log off;
-  server_tokens off;
-  keepalive_requests 10000000;
-  keepalive_timeout 75s;
-${http}
-}
-`;
+  const conf = nginxConfig(d, http);
   writeFileSync(join(d, 'nginx.conf'), conf);
   return startChild(name, pinned(cpu, ['nginx', '-p', d, '-c', join(d, 'nginx.conf'), '-e', join(d, 'stderr.log'), '-g', 'daemon off;']), join(d, 'out.log'));
 }

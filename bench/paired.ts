@@ -19,6 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpuTicks, nginxConfig, processTree } from './procs.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -63,22 +64,7 @@ function start(name: string, cmd: string, args: string[], env: Record<string, st
 function nginxConf(name: string, body: string): string {
   const d = path.join(dir, name);
   fs.mkdirSync(d, { recursive: true });
-  const root = process.getuid?.() === 0 ? 'user root;\n' : '';
-  fs.writeFileSync(path.join(d, 'nginx.conf'), `${root}worker_processes 1;
-daemon off;
-master_process on;
-pid ${d}/nginx.pid;
-error_log ${d}/error.log warn;
-events { worker_connections 8192; }
-http {
-  client_body_temp_path ${d}/cbt; proxy_temp_path ${d}/pt; fastcgi_temp_path ${d}/ft; uwsgi_temp_path ${d}/ut; scgi_temp_path ${d}/st;
-  access_log off;
-  server_tokens off;
-  keepalive_requests 10000000;
-  keepalive_timeout 75s;
-  ${body}
-}
-`);
+  fs.writeFileSync(path.join(d, 'nginx.conf'), nginxConfig(d, `  ${body}`));
   return d;
 }
 
@@ -93,24 +79,7 @@ async function waitReady(port: number): Promise<void> {
   throw new Error(`nothing ready on :${port}`);
 }
 
-function treeTicks(root: number): number {
-  let total = 0;
-  const seen = new Set<number>();
-  const walk = (pid: number) => {
-    if (seen.has(pid)) return;
-    seen.add(pid);
-    try {
-      const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      total += Number(f[11]) + Number(f[12]);
-    } catch { return; }
-    let kids = '';
-    try { kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8'); } catch { /* gone */ }
-    for (const k of kids.trim().split(/\s+/).filter(Boolean)) walk(Number(k));
-  };
-  walk(root);
-  return total;
-}
+const treeTicks = (root: number): number => cpuTicks(processTree(root));
 
 function load(port: number, h2cPort: number, seconds: number): Promise<number> {
   const args = opt.h2c
@@ -142,7 +111,7 @@ async function startTarget(label: string, spec: string, upstream: number, upstre
     listen 127.0.0.1:${h2cPort} http2 backlog=4096;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }`);
-    p = start(label, 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-e', path.join(d, 'stderr.log')]);
+    p = start(label, 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-e', path.join(d, 'stderr.log'), '-g', 'daemon off;']);
   } else if (spec.startsWith('sloop=')) {
     const repo = path.resolve(spec.slice('sloop='.length));
     p = start(label, path.join(repo, 'bench/proxy-candidate'), [], {
@@ -170,7 +139,7 @@ try {
     listen 127.0.0.1:${upH2} http2 backlog=4096;
     location / { default_type text/plain; return 200 "${BODY.replace('\n', '\\n')}"; }
   }`);
-  start('upstream', 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-e', path.join(d, 'stderr.log')]);
+  start('upstream', 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-e', path.join(d, 'stderr.log'), '-g', 'daemon off;']);
   await waitReady(up);
   const a = await startTarget('A', opt.a!, up, upH2, opt['a-flags']!);
   const b = await startTarget('B', opt.b!, up, upH2, opt['b-flags']!);
