@@ -126,6 +126,9 @@ class StreamIo implements SocketIo {
   detach(): void {}
 }
 
+/** A write request no native write holds: the next handle write uses it. */
+let spareReq: WriteReq | null = null;
+
 function onDirectWriteDone(this: WriteReq, _status: number): void {
   // A failed write (the connection reset or was destroyed) surfaces as the socket's error/close; only the
   // accounting is ours.
@@ -173,10 +176,15 @@ class DirectIo implements SocketIo {
       return typeof data === 'string' ? s.write(data, 'latin1') : s.write(data);
     }
     const b = this.b;
-    const req = new b.WriteWrap();
-    req.oncomplete = onDirectWriteDone;
-    req.io = null;
-    req.buffer = null;
+    // The binding attaches a native write request to `req` only when the write has to wait; a write the kernel
+    // takes at once leaves it untouched, so it is kept for the next one (one object less per write).
+    let req = spareReq;
+    if (req === null) {
+      req = new b.WriteWrap();
+      req.oncomplete = onDirectWriteDone;
+      req.io = null;
+      req.buffer = null;
+    } else spareReq = null;
     const err = typeof data === 'string' ? this.handle.writeLatin1String(req, data) : this.handle.writeBuffer(req, data);
     if (err !== 0) {
       const e = new Error(`write ${getSystemErrorName(err)}`) as NodeJS.ErrnoException;
@@ -186,7 +194,10 @@ class DirectIo implements SocketIo {
       s.destroy(e);
       return false;
     }
-    if (b.state[b.kLastWriteWasAsync] === 0) return this.queued === 0;
+    if (b.state[b.kLastWriteWasAsync] === 0) {
+      spareReq = req;
+      return this.queued === 0;
+    }
     // libuv writes from the Buffer's memory later: keep the Buffer alive until then (Node's own writeGeneric does
     // the same; a string was copied by the binding).
     if (typeof data !== 'string') req.buffer = data;
