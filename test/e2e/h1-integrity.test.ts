@@ -33,7 +33,7 @@ async function startEchoUpstream(stallMs: number): Promise<{ port: number; close
   };
 }
 
-describe('HTTP/1.1 bodies keep every byte through the proxy (handle reads and writes)', () => {
+for (const io of ['handle', 'stream'] as const) describe(`HTTP/1.1 bodies keep every byte through the proxy (${io} reads and writes)`, () => {
   let proxy: ProxyHandle;
   let echo: Awaited<ReturnType<typeof startEchoUpstream>>;
   let port: number;
@@ -48,6 +48,8 @@ describe('HTTP/1.1 bodies keep every byte through the proxy (handle reads and wr
         listeners: [httpListener({ name: 'edge', port, virtualHosts: [virtualHost('svc', ['*'], [prefixRoute('/', 'echo')])] })],
         clusters: [staticCluster('echo', [['127.0.0.1', echo.port]])],
       }),
+      // SLOOP_SOCKET_IO=stream: the same codecs through net.Socket streams (docs/architecture.md, Launcher).
+      io === 'stream' ? { env: { SLOOP_SOCKET_IO: 'stream' } } : {},
     );
   });
 
