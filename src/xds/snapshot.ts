@@ -19,7 +19,7 @@ import type { RouteConfiguration, RouteConfiguration__Output } from './gen/envoy
 import type { Secret } from './gen/envoy/extensions/transport_sockets/tls/v3/Secret.ts';
 import type { HttpConnectionManager__Output } from './gen/envoy/extensions/filters/network/http_connection_manager/v3/HttpConnectionManager.ts';
 import type { TcpProxy__Output } from './gen/envoy/extensions/filters/network/tcp_proxy/v3/TcpProxy.ts';
-import { HCM_TYPE_URL, PUSH_ORDER, TCP_PROXY_TYPE_URL, TYPE_URLS, type ResourceTypeUrl } from './type-urls.ts';
+import { HCM_TYPE_URL, TCP_PROXY_TYPE_URL, TYPE_URLS, type ResourceTypeUrl } from './type-urls.ts';
 
 /**
  * A type's resources in two parts: `shared` by many snapshots (a proxy class's outbound clusters, the same list
@@ -102,10 +102,13 @@ export class Snapshot {
     return this.#listenerClusters.get(name) ?? [];
   }
 
-  /** Versions of every type, for logs and debug output. */
+  /**
+   * Versions of every type a snapshot holds, for logs and debug output (virtual hosts are not among them: VHDS
+   * resources are cut from the route tables per client, src/xds/vhds.ts).
+   */
   versions(): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const t of PUSH_ORDER) out[t] = this.version(t);
+    for (const k of KINDS) out[k.typeUrl] = this.version(k.typeUrl);
     return out;
   }
 }
