@@ -168,6 +168,30 @@ test('EOF and close still come through net.Socket; after detach the stream reads
   }
 });
 
+test('a socket detached while paused resumes the Node way: resume() reads again', async () => {
+  const [a, b, done] = await pair();
+  try {
+    const got: Buffer[] = [];
+    const onData = (d: Buffer): void => {
+      got.push(d);
+    };
+    const io = socketIo(a, onData, () => {});
+    b.write('one');
+    await until(() => got.length === 1, 'first read');
+    io.pause();
+    io.detach();
+    a.removeListener('data', onData);
+    b.write('two');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(a.isPaused(), true, 'still paused for the next owner');
+    const later = collect(a);
+    a.resume();
+    await until(() => later.bytes().toString() === 'two', 'stream read after resume');
+  } finally {
+    done();
+  }
+});
+
 test('EOF while reading on the handle emits end, and a peer reset closes the socket', async () => {
   const [a, b, done] = await pair();
   try {

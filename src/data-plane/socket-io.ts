@@ -244,5 +244,13 @@ class DirectIo implements SocketIo {
     if (!this.attached) return;
     this.attached = false;
     this.handle.onread = this.nodeOnread;
+    // Paused here means the handle stopped reading, which a paused net.Socket never does by itself: Node would
+    // only restart it from a read it is waiting for. Give the next owner a socket paused the Node way (the handle
+    // reads into the Readable until its high-water mark), so its resume() works as on any socket.
+    const h = this.handle;
+    if (this.paused && !h.reading && !this.socket.destroyed) {
+      h.reading = true;
+      if (h.readStart() !== 0) this.socket.destroy();
+    }
   }
 }
