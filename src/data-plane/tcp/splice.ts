@@ -1,5 +1,6 @@
 /** Byte relay between two connected sockets: WebSocket and CONNECT tunnels once the HTTP exchange is over. */
 import type { Socket } from 'node:net';
+import { socketIo, type SocketIo } from '../socket-io.ts';
 
 /**
  * Copies bytes both ways between `a` and `b` with backpressure (a side whose peer's write buffer is full
@@ -10,8 +11,32 @@ import type { Socket } from 'node:net';
  * either way (the HTTP stream idle timer of a WebSocket / CONNECT tunnel).
  */
 export function spliceSockets(a: Socket, b: Socket, onClosed: () => void, onActivity?: () => void): void {
-  relay(a, b, onActivity);
-  relay(b, a, onActivity);
+  // Bytes go through socketIo (on the TCP handles for plain sockets, see socket-io.ts).
+  let ioA: SocketIo | null = null;
+  let ioB: SocketIo | null = null;
+  const resumeA = (): void => ioA!.resume();
+  const resumeB = (): void => ioB!.resume();
+  ioA = socketIo(
+    a,
+    (d: Buffer) => {
+      onActivity?.();
+      if (!ioB!.write(d)) ioA!.pause();
+    },
+    resumeB,
+  );
+  ioB = socketIo(
+    b,
+    (d: Buffer) => {
+      onActivity?.();
+      if (!ioA!.write(d)) ioB!.pause();
+    },
+    resumeA,
+  );
+  // A stream write that filled a side's buffer ends with its 'drain'.
+  a.on('drain', resumeB);
+  b.on('drain', resumeA);
+  endAndErrors(a, b);
+  endAndErrors(b, a);
   let open = 2;
   const onClose = (): void => {
     if (--open === 0) onClosed();
@@ -28,12 +53,7 @@ export function spliceSockets(a: Socket, b: Socket, onClosed: () => void, onActi
   b.resume();
 }
 
-function relay(from: Socket, to: Socket, onActivity: (() => void) | undefined): void {
-  from.on('data', (d: Buffer) => {
-    onActivity?.();
-    if (!to.write(d)) from.pause();
-  });
-  to.on('drain', () => from.resume());
+function endAndErrors(from: Socket, to: Socket): void {
   from.on('end', () => to.end());
   from.on('error', () => {
     from.destroy();
