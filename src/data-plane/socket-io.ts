@@ -1,10 +1,11 @@
 /**
- * Reads and writes of an HTTP/1.1 codec's socket. For a plain TCP socket they go straight to its libuv handle;
- * for anything else (TLS, or when turned off) through the net.Socket stream, as before.
+ * Reads and writes of a socket whose bytes we relay or parse (the HTTP/1.1 codecs, tcp_proxy, WebSocket/CONNECT
+ * tunnels). For a plain TCP socket they go straight to its libuv handle; for anything else (TLS, or when turned
+ * off) through the net.Socket stream.
  *
  * Why: through net.Socket, every read is `onStreamRead → Readable.push → emit('data')` plus a `process.nextTick`,
  * and every write `Writable.write → _write → writeGeneric` plus an `afterWrite` tick. A Node TCP relay spends about
- * a tenth of its CPU per request there (docs/performance.md, "Reads and writes on the handle"), and the
+ * a tenth of its CPU per request there (docs/performance.md, "reads and writes on the handle"), and the
  * proxy does two reads and two writes per proxied request. On the handle, a read is one call into our code with a
  * Buffer over the bytes libuv read, and a write is one `writeLatin1String`/`writeBuffer`, as Node's own stream
  * code does underneath.
