@@ -25,7 +25,6 @@ export class PushContext {
   readonly registry: Registry;
   /** Problems found while indexing (conflicting VirtualServices, …); per-proxy builds add their own. */
   readonly diagnostics: readonly Diagnostic[];
-  readonly #destinationRules: HostIndexed<DestinationRule>[] = [];
   /** DestinationRules by exact host, and the wildcard ones, each with its place in model order (ties keep it). */
   readonly #destinationRulesByHost = new Map<string, (HostIndexed<DestinationRule> & { order: number })[]>();
   readonly #wildcardDestinationRules: (HostIndexed<DestinationRule> & { order: number })[] = [];
@@ -92,9 +91,8 @@ export class PushContext {
     // with the same fetched key sets, each connected proxy's are still right.
     this.#inbound = virtualServicesOrEndpointsOnly && sameMap(previous!.jwks, this.jwks) ? previous!.#inbound : new WeakMap();
     const diagnostics: Diagnostic[] = [...registry.diagnostics];
-    for (const dr of model.destinationRules) {
-      const indexed = { host: resolveShortname(dr.spec.host, dr.namespace), resource: dr, order: this.#destinationRules.length };
-      this.#destinationRules.push(indexed);
+    for (const [order, dr] of model.destinationRules.entries()) {
+      const indexed = { host: resolveShortname(dr.spec.host, dr.namespace), resource: dr, order };
       if (indexed.host.startsWith('*')) this.#wildcardDestinationRules.push(indexed);
       else {
         const list = this.#destinationRulesByHost.get(indexed.host);
@@ -167,19 +165,11 @@ export class PushContext {
   }
 
   /**
-   * Memoizes a per-class build for this push: the first call for `key` builds, later ones return the same value,
-   * which callers share and must not mutate. `endpointFree` builds (they read no endpoint) may come from the
-   * previous push of the same model (see the constructor).
-   */
-  /**
    * Memoizes a proxy's inbound build (its own listeners and clusters), kept across pushes that change nothing it
    * reads (see the constructor) while the proxy stays connected (the same ProxyInfo object).
    */
   memoInbound<T>(proxy: ProxyInfo, build: () => T): T {
-    if (this.#inbound.has(proxy)) return this.#inbound.get(proxy) as T;
-    const value = build();
-    this.#inbound.set(proxy, value);
-    return value;
+    return memoIn(this.#inbound, proxy, build);
   }
 
   /**
@@ -201,12 +191,13 @@ export class PushContext {
     return this.#virtualHosts.get(key, vs, build);
   }
 
+  /**
+   * Memoizes a per-class build for this push: the first call for `key` builds, later ones return the same value,
+   * which callers share and must not mutate. `endpointFree` builds (they read no endpoint) may come from the
+   * previous push of the same model (see the constructor).
+   */
   memoByClass<T>(key: string, build: () => T, opts: { endpointFree?: boolean } = {}): T {
-    const memo = opts.endpointFree === true ? this.#byClassEndpointFree : this.#byClass;
-    if (memo.has(key)) return memo.get(key) as T;
-    const value = build();
-    memo.set(key, value);
-    return value;
+    return memoIn(opts.endpointFree === true ? this.#byClassEndpointFree : this.#byClass, key, build);
   }
 
   /** The service for a host, if any. */
@@ -321,11 +312,9 @@ function selectorLabelKeys(model: ConfigModel): string[] {
   return [...keys].sort();
 }
 
-/** Whether two registries have the same services (hosts, in order): then they differ at most in endpoints. */
 /** Model kinds that only give endpoints (a WorkloadEntry is both in `workloadEntries` and in `workloads`). */
 const ENDPOINT_KINDS: readonly (keyof ConfigModel)[] = ['workloadEntries', 'workloads'];
 
-/** Equal models but for the kinds in `except` (compared as JSON: every other kind, every field, positions too). */
 /**
  * Builds by key, each with the input it was built from (`token`, compared by identity), kept across pushes: a
  * push's build is taken from the previous push's when `reuse` allows it and the token is the same. `share` keeps
@@ -348,6 +337,14 @@ class KeptBuilds {
     this.#entries.set(key, entry);
     return entry.value as T;
   }
+}
+
+/** `build()` once per key of `memo`. */
+function memoIn<K, T>(memo: { has(k: K): boolean; get(k: K): unknown; set(k: K, v: unknown): unknown }, key: K, build: () => T): T {
+  if (memo.has(key)) return memo.get(key) as T;
+  const value = build();
+  memo.set(key, value);
+  return value;
 }
 
 /** The kinds (model keys) whose resources differ between two models. */
@@ -381,6 +378,7 @@ function mapsAsEntries(_key: string, value: unknown): unknown {
   return value instanceof Map ? [...value] : value;
 }
 
+/** Whether two registries have the same services (hosts, in order): then they differ at most in endpoints. */
 function sameServices(a: Registry, b: Registry): boolean {
   if (a.services.length !== b.services.length) return false;
   for (let i = 0; i < a.services.length; i++) {
@@ -395,7 +393,6 @@ function isExportedTo(s: RegistryService, namespace: string): boolean {
   return s.exportTo.some((e) => e === '*' || (e === '.' ? s.namespace === namespace : e === namespace));
 }
 
-/** Builds the indexes of one push. */
 /** What a push reads besides config and registry: results of the control plane's own I/O. */
 export interface PushInputs {
   /** jwksUri → the key set (JSON text) the control plane fetched. */
