@@ -61,35 +61,18 @@ export function setHeader(h: string[], name: string, value: string): void {
  * Connection-specific headers (RFC 9110 §7.6.1, RFC 9113 §8.2.2): never forwarded hop to hop.
  * `te: trailers` is the one allowed TE value on h2 and is kept for gRPC by the codecs.
  */
-export const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'http2-settings',
-]);
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings'];
 
-/** HOP_BY_HOP.has(n) (keep the two in step), without hashing `n`: by length first, then one or two comparisons. */
+/** HOP_BY_HOP by name length: a lookup compares a name with at most two of them and hashes nothing. */
+const HOP_BY_HOP_BY_LENGTH: readonly (readonly string[] | undefined)[] = (() => {
+  const byLen: string[][] = [];
+  for (const n of HOP_BY_HOP) (byLen[n.length] ??= []).push(n);
+  return byLen;
+})();
+
 function isHopByHop(n: string): boolean {
-  switch (n.length) {
-    case 2:
-      return n === 'te';
-    case 7:
-      return n === 'upgrade' || n === 'trailer';
-    case 10:
-      return n === 'connection' || n === 'keep-alive';
-    case 14:
-      return n === 'http2-settings';
-    case 16:
-      return n === 'proxy-connection';
-    case 17:
-      return n === 'transfer-encoding';
-    default:
-      return false;
-  }
+  const cands = HOP_BY_HOP_BY_LENGTH[n.length];
+  return cands !== undefined && cands.includes(n);
 }
 
 /** Removes hop-by-hop headers, and any header the `connection` header names, in place. */
