@@ -7,18 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTestPki } from '../../test/helpers/certs.ts';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { socketIo } from './socket-io.ts';
-
-function fullGc(): void {
-  v8.setFlagsFromString('--expose-gc');
-  try {
-    (vm.runInNewContext('gc') as (o: object) => void)({ type: 'major', execution: 'sync' });
-  } finally {
-    v8.setFlagsFromString('--no-expose-gc');
-  }
-}
+import { collectGarbage } from '../shared/heap.ts';
 
 /** A connected pair of plain TCP sockets on loopback: [accepted side, client side]. */
 async function pair(): Promise<[net.Socket, net.Socket, () => void]> {
@@ -101,7 +91,7 @@ test('a write the kernel cannot take returns false and onDrain follows once it i
     assert.equal(ok, false, 'the kernel buffers filled up');
     // Nothing of ours references the queued Buffers now: a full GC, then fresh allocations that would reuse
     // their memory, must not change what reaches the peer (the write request keeps each Buffer alive).
-    fullGc();
+    collectGarbage({ type: 'major', execution: 'sync' });
     const churn = Array.from({ length: 64 }, () => Buffer.alloc(256 * 1024, 0x55));
     assert.equal(churn.length, 64);
     assert.equal(drains, 0);

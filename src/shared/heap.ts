@@ -10,18 +10,23 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
+type GcOptions = { type: 'major'; execution: 'sync'; flavor?: 'last-resort' };
 
-export function releaseStartupMemory(): void {
-  let gc = (globalThis as { gc?: unknown }).gc as GcFunction | undefined;
+/** V8's gc(), without running the process with --expose-gc. */
+export function collectGarbage(options: GcOptions): void {
+  let gc = (globalThis as { gc?: unknown }).gc as ((o: GcOptions) => void) | undefined;
   if (typeof gc !== 'function') {
     // V8 installs gc() in contexts created while --expose-gc is set; this one is not kept, nor is the flag.
     v8.setFlagsFromString('--expose-gc');
     try {
-      gc = vm.runInNewContext('gc') as GcFunction;
+      gc = vm.runInNewContext('gc') as (o: GcOptions) => void;
     } finally {
       v8.setFlagsFromString('--no-expose-gc');
     }
   }
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  gc(options);
+}
+
+export function releaseStartupMemory(): void {
+  collectGarbage({ type: 'major', execution: 'sync', flavor: 'last-resort' });
 }
