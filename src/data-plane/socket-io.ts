@@ -30,7 +30,7 @@ export interface SocketIo {
   pause(): void;
   resume(): void;
   isPaused(): boolean;
-  /** Hands the socket back to plain net.Socket reading (an upgraded connection becomes a tunnel). */
+  /** Hands the socket back to plain net.Socket reading, without our listeners (an upgraded connection becomes a tunnel). */
   detach(): void;
   /** True when reads and writes go to the libuv handle. */
   readonly direct: boolean;
@@ -93,24 +93,36 @@ function loadBindings(): Bindings | null {
 }
 
 /**
- * Wraps `socket` for a codec: `onData` gets every chunk read (from the handle or the stream), `onDrain` is called
- * when writes that did not complete at once have (in addition to the socket's own 'drain' for stream writes).
+ * Wraps `socket` for its reader and writer: `onData` gets every chunk read (from the handle or the stream), and
+ * `onDrain` is called once writes that were refused (`write` returned false) are out, from the handle or on the
+ * socket's 'drain'. Both are listeners until `detach()`.
  */
 export function socketIo(socket: Socket, onData: (chunk: Buffer) => void, onDrain: () => void): SocketIo {
   socket.on('data', onData);
+  socket.on('drain', onDrain);
   const b = enabled ? loadBindings() : null;
   const h = (socket as unknown as { _handle: StreamHandle | null })._handle;
   if (b === null || h === null || !(h instanceof b.TCP) || socket.connecting || typeof h.onread !== 'function') {
-    return new StreamIo(socket);
+    return new StreamIo(socket, onData, onDrain);
   }
   return new DirectIo(socket, h, b, onData, onDrain);
+}
+
+/** Takes `onData` and `onDrain` off the socket's listeners. */
+function removeListeners(socket: Socket, onData: (chunk: Buffer) => void, onDrain: () => void): void {
+  socket.removeListener('data', onData);
+  socket.removeListener('drain', onDrain);
 }
 
 class StreamIo implements SocketIo {
   readonly direct = false;
   private readonly socket: Socket;
-  constructor(socket: Socket) {
+  private readonly onData: (chunk: Buffer) => void;
+  private readonly onDrain: () => void;
+  constructor(socket: Socket, onData: (chunk: Buffer) => void, onDrain: () => void) {
     this.socket = socket;
+    this.onData = onData;
+    this.onDrain = onDrain;
   }
   write(data: string | Buffer): boolean {
     return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data);
@@ -124,7 +136,9 @@ class StreamIo implements SocketIo {
   isPaused(): boolean {
     return this.socket.isPaused();
   }
-  detach(): void {}
+  detach(): void {
+    removeListeners(this.socket, this.onData, this.onDrain);
+  }
 }
 
 /** A write request no native write holds: the next handle write uses it. */
@@ -145,6 +159,7 @@ class DirectIo implements SocketIo {
   private readonly handle: StreamHandle;
   private readonly b: Bindings;
   private readonly nodeOnread: StreamHandle['onread'];
+  private readonly onData: (chunk: Buffer) => void;
   private readonly onDrain: () => void;
   /** Handle writes libuv queued because the kernel buffer was full. */
   private queued = 0;
@@ -155,6 +170,7 @@ class DirectIo implements SocketIo {
     this.socket = socket;
     this.handle = handle;
     this.b = b;
+    this.onData = onData;
     this.onDrain = onDrain;
     const nodeOnread = handle.onread;
     this.nodeOnread = nodeOnread;
@@ -245,6 +261,7 @@ class DirectIo implements SocketIo {
     if (!this.attached) return;
     this.attached = false;
     this.handle.onread = this.nodeOnread;
+    removeListeners(this.socket, this.onData, this.onDrain);
     // Paused here means the handle stopped reading, which a paused net.Socket never does by itself: Node would
     // only restart it from a read it is waiting for. Give the next owner a socket paused the Node way (the handle
     // reads into the Readable until its high-water mark), so its resume() works as on any socket.

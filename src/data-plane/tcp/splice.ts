@@ -1,4 +1,4 @@
-/** Byte relay between two connected sockets: WebSocket and CONNECT tunnels once the HTTP exchange is over. */
+/** Byte relays between two connected sockets: relayBytes (also tcp_proxy's), and spliceSockets for WebSocket and CONNECT tunnels once the HTTP exchange is over. */
 import type { Socket } from 'node:net';
 import { socketIo, type SocketIo } from '../socket-io.ts';
 
@@ -11,30 +11,7 @@ import { socketIo, type SocketIo } from '../socket-io.ts';
  * either way (the HTTP stream idle timer of a WebSocket / CONNECT tunnel).
  */
 export function spliceSockets(a: Socket, b: Socket, onClosed: () => void, onActivity?: () => void): void {
-  // Bytes go through socketIo (on the TCP handles for plain sockets, see socket-io.ts).
-  let ioA: SocketIo | null = null;
-  let ioB: SocketIo | null = null;
-  const resumeA = (): void => ioA!.resume();
-  const resumeB = (): void => ioB!.resume();
-  ioA = socketIo(
-    a,
-    (d: Buffer) => {
-      onActivity?.();
-      if (!ioB!.write(d)) ioA!.pause();
-    },
-    resumeB,
-  );
-  ioB = socketIo(
-    b,
-    (d: Buffer) => {
-      onActivity?.();
-      if (!ioA!.write(d)) ioB!.pause();
-    },
-    resumeA,
-  );
-  // A stream write that filled a side's buffer ends with its 'drain'.
-  a.on('drain', resumeB);
-  b.on('drain', resumeA);
+  relayBytes(a, b, onActivity === undefined ? {} : { onChunk: onActivity });
   endAndErrors(a, b);
   endAndErrors(b, a);
   let open = 2;
@@ -59,4 +36,49 @@ function endAndErrors(from: Socket, to: Socket): void {
     from.destroy();
     to.destroy();
   });
+}
+
+export interface RelayHooks {
+  /** Each chunk, before it is written across; `fromA` says which side read it. */
+  onChunk?(fromA: boolean, chunk: Buffer): void;
+  /** `a` stopped reading because `b` could not take more, and started again once it drained. */
+  onPauseA?(): void;
+  onResumeA?(): void;
+}
+
+/**
+ * Copies the bytes each side reads to the other, through socketIo (on the TCP handles for plain sockets,
+ * see socket-io.ts); a side whose peer cannot take more stops reading until that peer drains. Ends, errors and
+ * closes are the caller's (spliceSockets, tcp_proxy).
+ */
+export function relayBytes(a: Socket, b: Socket, hooks: RelayHooks): void {
+  let ioA: SocketIo | null = null;
+  let ioB: SocketIo | null = null;
+  const resumeA = (): void => {
+    if (!ioA!.isPaused()) return;
+    hooks.onResumeA?.();
+    ioA!.resume();
+  };
+  const resumeB = (): void => {
+    if (ioB!.isPaused()) ioB!.resume();
+  };
+  ioA = socketIo(
+    a,
+    (d: Buffer) => {
+      hooks.onChunk?.(true, d);
+      if (!ioB!.write(d)) {
+        hooks.onPauseA?.();
+        ioA!.pause();
+      }
+    },
+    resumeB,
+  );
+  ioB = socketIo(
+    b,
+    (d: Buffer) => {
+      hooks.onChunk?.(false, d);
+      if (!ioA!.write(d)) ioB!.pause();
+    },
+    resumeA,
+  );
 }

@@ -12,7 +12,7 @@ import type { NetworkFilter } from '../listener/network-filter.ts';
 import type { ClusterManager } from '../upstream/cluster-manager.ts';
 import type { ClusterRuntime } from '../upstream/cluster.ts';
 import { connectUpstream } from '../upstream/connect.ts';
-import { socketIo, type SocketIo } from '../socket-io.ts';
+import { relayBytes } from './splice.ts';
 import type { Counter, Gauge, StatsStore } from '../stats/store.ts';
 import { durationMs } from '../duration.ts';
 import { hashKeysToHash } from '../upstream/lb/xxhash64.ts';
@@ -159,41 +159,20 @@ export class TcpProxyFilter implements NetworkFilter {
       idle = setTimeout(check, this.idleTimeoutMs);
       idle.unref();
     }
-    // Bytes go through socketIo (on the TCP handles for plain sockets, see socket-io.ts); a side whose peer cannot
-    // take more stops reading until that peer drains (its queued handle writes, or its stream's 'drain').
-    let downIo: SocketIo | null = null;
-    let upIo: SocketIo | null = null;
-    const resumeDown = (): void => {
-      if (!downIo!.isPaused()) return;
-      st.downstream_flow_control_resumed_reading_total.inc();
-      downIo!.resume();
-    };
-    const resumeUp = (): void => upIo!.resume();
-    upIo = socketIo(
-      up,
-      (d: Buffer) => {
+    relayBytes(down, up, {
+      onChunk: (fromDown, d) => {
         touch();
-        st.downstream_cx_tx_bytes_total.inc(d.length);
-        cluster.stats.upstream_cx_rx_bytes_total.inc(d.length);
-        if (!downIo!.write(d)) upIo!.pause();
-      },
-      resumeDown,
-    );
-    downIo = socketIo(
-      down,
-      (d: Buffer) => {
-        touch();
-        st.downstream_cx_rx_bytes_total.inc(d.length);
-        cluster.stats.upstream_cx_tx_bytes_total.inc(d.length);
-        if (!upIo!.write(d)) {
-          st.downstream_flow_control_paused_reading_total.inc();
-          downIo!.pause();
+        if (fromDown) {
+          st.downstream_cx_rx_bytes_total.inc(d.length);
+          cluster.stats.upstream_cx_tx_bytes_total.inc(d.length);
+        } else {
+          st.downstream_cx_tx_bytes_total.inc(d.length);
+          cluster.stats.upstream_cx_rx_bytes_total.inc(d.length);
         }
       },
-      resumeUp,
-    );
-    up.on('drain', resumeDown);
-    down.on('drain', resumeUp);
+      onPauseA: () => st.downstream_flow_control_paused_reading_total.inc(),
+      onResumeA: () => st.downstream_flow_control_resumed_reading_total.inc(),
+    });
     // Half-close travels across (TCP semantics); full close tears both down.
     down.on('end', () => up.end());
     up.on('end', () => down.end());

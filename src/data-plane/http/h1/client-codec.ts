@@ -63,12 +63,10 @@ export class H1ClientConnection implements UpstreamStream {
     p.onBody = this.onBody.bind(this);
     p.onMessageComplete = this.onMessageComplete.bind(this);
     p.onError = this.onParseError.bind(this);
-    const onDrain = this.onSocketDrain.bind(this);
-    this.io = socketIo(socket, this.onSocketData.bind(this), onDrain);
+    this.io = socketIo(socket, this.onSocketData.bind(this), this.onSocketDrain.bind(this));
     socket.on('end', this.onSocketEnd.bind(this));
     socket.on('close', this.onSocketClose.bind(this));
     socket.on('error', noop);
-    socket.on('drain', onDrain);
     socket.setNoDelay(true);
   }
 
@@ -207,11 +205,9 @@ export class H1ClientConnection implements UpstreamStream {
     const sock = this.socket;
     this.closed = true;
     this.busy = false;
-    sock.removeAllListeners('data');
+    this.io.detach();
     sock.removeAllListeners('end');
     sock.removeAllListeners('close');
-    sock.removeAllListeners('drain');
-    this.io.detach();
     this.hooks.onClosed(this);
     if (cb === null) {
       sock.destroy();

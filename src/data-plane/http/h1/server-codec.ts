@@ -247,12 +247,10 @@ export class H1ServerConnection {
     p.onBody = this.onBody.bind(this);
     p.onMessageComplete = this.onMessageComplete.bind(this);
     p.onError = this.onParseError.bind(this);
-    const onDrain = this.onSocketDrain.bind(this);
-    this.io = socketIo(socket, this.onSocketData.bind(this), onDrain);
+    this.io = socketIo(socket, this.onSocketData.bind(this), this.onSocketDrain.bind(this));
     socket.on('end', this.onSocketEnd.bind(this));
     socket.on('close', this.onSocketClose.bind(this));
     socket.on('error', noop);
-    socket.on('drain', onDrain);
     socket.setNoDelay(true);
     this.armIdle();
   }
@@ -508,9 +506,7 @@ export class H1ServerConnection {
     this.detached = true;
     this.clearIdleTimer();
     this.io.detach();
-    this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
-    this.socket.removeAllListeners('drain');
     const head = this.pending;
     this.pending = EMPTY;
     this.current = null;
