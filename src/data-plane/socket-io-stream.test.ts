@@ -1,17 +1,13 @@
 // useStreamIo() is process-wide, so it gets its own test file (node:test runs each file in its own process).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { once } from 'node:events';
 import { socketIo, useStreamIo } from './socket-io.ts';
+import { tcpPair } from '../../test/helpers/sockets.ts';
 
 test('after useStreamIo() a plain TCP socket reads and writes through net.Socket', async () => {
   useStreamIo();
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  const [accepted] = (await once(server, 'connection')) as [net.Socket];
+  const { client, accepted, close } = await tcpPair();
   try {
     const got: Buffer[] = [];
     const io = socketIo(accepted, (d) => got.push(d), () => {});
@@ -23,8 +19,6 @@ test('after useStreamIo() a plain TCP socket reads and writes through net.Socket
     assert.equal(io.write('pong'), true);
     assert.equal(String((await reply)[0]), 'pong');
   } finally {
-    client.destroy();
-    accepted.destroy();
-    server.close();
+    close();
   }
 });

@@ -9,17 +9,7 @@ import { join } from 'node:path';
 import { makeTestPki } from '../../test/helpers/certs.ts';
 import { socketIo } from './socket-io.ts';
 import { collectGarbage } from '../shared/heap.ts';
-
-/** A connected pair of plain TCP sockets on loopback: [accepted side, client side]. */
-async function pair(): Promise<[net.Socket, net.Socket, () => void]> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  const [accepted] = (await once(server, 'connection')) as [net.Socket];
-  await once(client, 'connect');
-  return [accepted, client, () => { accepted.destroy(); client.destroy(); server.close(); }];
-}
+import { tcpPair } from '../../test/helpers/sockets.ts';
 
 function collect(sock: net.Socket): { bytes: () => Buffer } {
   const parts: Buffer[] = [];
@@ -36,7 +26,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 }
 
 test('a plain TCP socket reads and writes on its handle, strings as latin1, in order with stream writes', async () => {
-  const [a, b, done] = await pair();
+  const { accepted: a, client: b, close: done } = await tcpPair();
   try {
     const got: Buffer[] = [];
     const io = socketIo(a, (d) => got.push(d), () => {});
@@ -58,7 +48,7 @@ test('a plain TCP socket reads and writes on its handle, strings as latin1, in o
 });
 
 test('bytes unshifted into the stream come before bytes read later from the handle', async () => {
-  const [a, b, done] = await pair();
+  const { accepted: a, client: b, close: done } = await tcpPair();
   try {
     a.pause();
     a.unshift(Buffer.from('first '));
@@ -74,7 +64,7 @@ test('bytes unshifted into the stream come before bytes read later from the hand
 });
 
 test('a write the kernel cannot take returns false and onDrain follows once it is out; order holds', async () => {
-  const [a, b, done] = await pair();
+  const { accepted: a, client: b, close: done } = await tcpPair();
   try {
     let drains = 0;
     const io = socketIo(a, () => {}, () => drains++);
@@ -117,7 +107,7 @@ test('a write the kernel cannot take returns false and onDrain follows once it i
 });
 
 test('pause stops reading from the handle, resume starts it again', async () => {
-  const [a, b, done] = await pair();
+  const { accepted: a, client: b, close: done } = await tcpPair();
   try {
     const got: Buffer[] = [];
     const io = socketIo(a, (d) => got.push(d), () => {});
@@ -136,7 +126,7 @@ test('pause stops reading from the handle, resume starts it again', async () => 
 
 for (const pausedFirst of [false, true]) {
   test(`after detach${pausedFirst ? ' while paused (the next owner resumes)' : ''} the stream reads again; EOF still comes through`, async () => {
-    const [a, b, done] = await pair();
+    const { accepted: a, client: b, close: done } = await tcpPair();
     try {
       const got: Buffer[] = [];
       const onData = (d: Buffer): void => {
@@ -169,7 +159,7 @@ for (const pausedFirst of [false, true]) {
 }
 
 test('EOF while reading on the handle emits end, and a peer reset closes the socket', async () => {
-  const [a, b, done] = await pair();
+  const { accepted: a, client: b, close: done } = await tcpPair();
   try {
     const io = socketIo(a, () => {}, () => {});
     assert.equal(io.direct, true);

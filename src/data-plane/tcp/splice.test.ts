@@ -1,22 +1,11 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { spliceSockets } from './splice.ts';
-
-/** A connected pair of half-open sockets on 127.0.0.1 (client side, server side). */
-async function pair(): Promise<[net.Socket, net.Socket, net.Server]> {
-  const server = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-  const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-  await new Promise<void>((resolve) => client.once('connect', () => resolve()));
-  return [client, await accepted, server];
-}
+import { tcpPair } from '../../../test/helpers/sockets.ts';
 
 it('relays bytes and half-close both ways, then reports close once', async () => {
-  const [client, downSide, s1] = await pair();
-  const [upSide, upstream, s2] = await pair();
+  const { client, accepted: downSide, server: s1 } = await tcpPair({ allowHalfOpen: true });
+  const { client: upSide, accepted: upstream, server: s2 } = await tcpPair({ allowHalfOpen: true });
   let closed = 0;
   const allClosed = new Promise<void>((resolve) => spliceSockets(downSide, upSide, () => { closed++; resolve(); }));
   const got: Buffer[] = [];
@@ -38,8 +27,8 @@ it('relays bytes and half-close both ways, then reports close once', async () =>
 });
 
 it('a reset on one side destroys the other', async () => {
-  const [client, downSide, s1] = await pair();
-  const [upSide, upstream, s2] = await pair();
+  const { client, accepted: downSide, server: s1 } = await tcpPair({ allowHalfOpen: true });
+  const { client: upSide, accepted: upstream, server: s2 } = await tcpPair({ allowHalfOpen: true });
   const done = new Promise<void>((resolve) => spliceSockets(downSide, upSide, resolve));
   upstream.on('error', () => {});
   const upstreamEnded = new Promise<void>((resolve) => upstream.once('end', () => resolve()));
