@@ -4,22 +4,22 @@
 // 15–40 % between cells, so it cannot resolve a few per cent. Here both proxies run at once on the proxy CPU, each
 // with its own wrk on the client CPU, in front of one nginx upstream: whatever the host does, it does to both.
 // Each round prints proxy CPU µs per request (utime + stime of the process tree / requests) for A and B and B/A.
-// An A/A pair (the same build twice) agrees within about ±1 %.
+// An A/A pair (the same build twice) agreed within ±1 % in a quiet minute, within ±5 % on a noisy host: run one.
 //
 //   node bench/paired.ts --a sloop=/tmp/base --b sloop=. --conns 64 --rounds 5 --seconds 6
 //   node bench/paired.ts --a nginx --b sloop=.          # nginx as A: B/A is "× nginx" under identical load
 //
-// A target is `nginx` (the harness's nginx proxy config: 1 worker, upstream keepalive 256) or `sloop=<repo dir>`
-// (that checkout's bench/proxy-candidate; build it first; --a-flags/--b-flags set its SLOOP_NODE_FLAGS) or `cmd=<file>` (any executable that follows proxy-bench's
-// candidate contract). `--h2c` loads both with h2load -c16 -m10 instead of wrk.
+// A target is `nginx` (the harness's nginx proxy config: 1 worker, upstream keepalive 256), `sloop=<repo dir>`
+// (that checkout's bench/proxy-candidate; build it first; --a-flags/--b-flags set its SLOOP_NODE_FLAGS) or
+// `cmd=<file>` (any executable that follows proxy-bench's candidate contract). `--h2c` loads both with h2load -c16 -m10 instead of wrk.
 // Needs wrk, nginx, h2load and taskset; CPUs with --cpu-client (0) and --cpu-proxy (1).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuTicks, nginxConfig, processTree } from './procs.ts';
+import { freePort } from '../test/helpers/ports.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -41,16 +41,6 @@ const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString()
 const BODY = 'x'.repeat(99) + '\n';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sloop-paired-'));
 const procs: ChildProcess[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 function start(name: string, cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
   const out = fs.openSync(path.join(dir, `${name}.log`), 'a');
